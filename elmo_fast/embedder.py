@@ -1,0 +1,201 @@
+"""``ElmoEmbedder``: AllenNLP's (<= 0.9) ``allennlp.commands.elmo.ElmoEmbedder``, plus ``embed_file``."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import torch
+
+from elmo_fast.modules.elmo import load_bilm
+from elmo_fast.reference.char_ids import remove_sentence_boundaries
+from elmo_fast.weights import PathLike
+
+DEFAULT_BATCH_SIZE = 64
+OUTPUT_FORMATS = ("all", "top", "average")
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+class ElmoEmbedder:
+    """Raw biLM layers for tokenised sentences (no scalar mix, no dropout), as numpy arrays.
+
+    Args:
+        options_file, weight_file: the model files; both None uses the bundled default model.
+        cuda_device: AllenNLP's GPU index (-1 = CPU); ``device`` overrides it.
+        state: ``"carry"`` (default, AllenNLP parity: each batch row starts from the state its
+            predecessor row left; the embedder never resets on its own) or ``"zero"`` (every
+            sentence embedded independently of batch and history).
+        backend: ``"auto"`` or a backend name.
+        device: a torch device for the model.
+    """
+
+    def __init__(
+        self,
+        options_file: PathLike | None = None,
+        weight_file: PathLike | None = None,
+        cuda_device: int = -1,
+        *,
+        state: str = "carry",
+        backend: str = "auto",
+        device: torch.device | str | None = None,
+    ) -> None:
+        if device is None:
+            device = f"cuda:{cuda_device}" if cuda_device >= 0 else "cpu"
+        self.device = torch.device(device)
+        self.elmo_bilm = load_bilm(options_file, weight_file, state=state, backend=backend, device=self.device)
+        self.elmo_bilm.eval()
+        self.cuda_device = self.device.index if self.device.type == "cuda" else -1
+
+    @property
+    def num_layers(self) -> int:
+        """Layers per token (L + 1: the token layer and every biLSTM layer)."""
+        return self.elmo_bilm.num_layers
+
+    def reset_states(self) -> None:
+        """Forget the carried state (``state="carry"``)."""
+        self.elmo_bilm.reset_states()
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((self.num_layers, 0, self.elmo_bilm.get_output_dim()), dtype=np.float32)
+
+    @torch.no_grad()
+    def batch_to_embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embed a batch: activations ``(B, L + 1, T, 2P)`` (boundaries removed) and mask ``(B, T)``."""
+        from elmo_fast import batch_to_ids
+
+        char_ids = batch_to_ids(batch).to(self.device)
+        out = self.elmo_bilm(char_ids)
+        layers = []
+        mask = None
+        for layer in out.activations:
+            stripped, mask = remove_sentence_boundaries(layer, out.mask)
+            layers.append(stripped)
+        return torch.stack(layers, dim=1), mask
+
+    def embed_sentence(self, sentence: Sequence[str]) -> np.ndarray:
+        """One sentence -> float32 ``(L + 1, len, 2P)``."""
+        return self.embed_batch([sentence])[0]
+
+    def embed_batch(self, batch: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """A batch -> one float32 ``(L + 1, len_i, 2P)`` array per sentence (empty: ``(L + 1, 0, 2P)``).
+
+        ``[[]]`` returns one empty array without running the model (AllenNLP's behaviour); an empty
+        sentence inside a larger batch still runs (and, with ``state="carry"``, moves its row's state).
+        """
+        from elmo_fast import _check_batch
+
+        _check_batch(batch)
+        if len(batch) == 1 and len(batch[0]) == 0:
+            return [self._empty()]
+        if len(batch) == 0:
+            return []
+        embeddings, mask = self.batch_to_embeddings(batch)
+        lengths = mask.sum(dim=1).tolist()
+        array = embeddings.to("cpu", torch.float32).numpy()
+        return [array[i, :, :n] if n else self._empty() for i, n in enumerate(lengths)]
+
+    def embed_sentences(self, sentences: Iterable[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[np.ndarray]:
+        """Lazily embed an iterable of sentences, ``batch_size`` at a time, in order."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        for batch in _batches(sentences, batch_size):
+            yield from self.embed_batch(batch)
+
+    def embed_file(
+        self,
+        input_file: PathLike | IO[str],
+        output_file_path: PathLike,
+        output_format: str = "all",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        forget_sentences: bool = False,
+        use_sentence_keys: bool = False,
+        *,
+        progress: bool = True,
+    ) -> None:
+        """Embed a text file, one whitespace-tokenised sentence per line, into an hdf5 file.
+
+        The layout is AllenNLP's ``elmo`` command's: one float32 dataset per line keyed by its line
+        number (or by the sentence with ``use_sentence_keys``) holding ``(L + 1, len, 2P)``
+        (``"all"``), the top layer ``(len, 2P)`` (``"top"``) or the layer average ``(len, 2P)``
+        (``"average"``); plus ``sentence_to_index``, a one-element string dataset with a JSON map
+        sentence -> key, unless ``forget_sentences`` or ``use_sentence_keys``.
+
+        Lines are streamed: memory holds one batch (and the sentence map). The output is written to a
+        temporary file beside the target and renamed when complete, so a failure never leaves a
+        partial file. Blank lines are an error, as in AllenNLP.
+        """
+        import h5py
+        from tqdm import tqdm
+
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, not {output_format!r}")
+        handle, owned = (open(input_file, encoding="utf-8"), True) if isinstance(input_file, (str, os.PathLike)) else (input_file, False)
+        try:
+            total = self._check_lines(handle)
+            sentences = (line.strip() for line in handle)
+            output = Path(output_file_path)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent or ".")
+            os.close(fd)
+            try:
+                sentence_to_index: dict[str, str] = {}
+                with h5py.File(tmp_name, "w") as out, tqdm(total=total, unit="sent", disable=not progress, desc="embedding") as bar:
+                    index = 0
+                    for batch in _batches(sentences, batch_size):
+                        for sentence, embedding in zip(batch, self.embed_batch([s.split() for s in batch])):
+                            key = sentence if use_sentence_keys else str(index)
+                            if use_sentence_keys and key in out:
+                                raise ValueError(
+                                    f"sentence {sentence!r} occurs twice; duplicate sentences need line-number keys (drop use_sentence_keys)"
+                                )
+                            if not forget_sentences and not use_sentence_keys:
+                                sentence_to_index[sentence] = key
+                            if output_format == "top":
+                                embedding = embedding[-1]
+                            elif output_format == "average":
+                                embedding = np.average(embedding, axis=0)
+                            out.create_dataset(key, embedding.shape, dtype="float32", data=embedding)
+                            index += 1
+                        bar.update(len(batch))
+                    if not forget_sentences and not use_sentence_keys:
+                        mapping = out.create_dataset("sentence_to_index", (1,), dtype=h5py.special_dtype(vlen=str))
+                        mapping[0] = json.dumps(sentence_to_index)
+                os.replace(tmp_name, output)
+            except BaseException:
+                if os.path.exists(tmp_name):
+                    os.unlink(tmp_name)
+                raise
+        finally:
+            if owned:
+                handle.close()
+
+    @staticmethod
+    def _check_lines(handle: IO[str]) -> int | None:
+        """Count lines and reject blank ones before any work, when the input can be re-read."""
+        try:
+            seekable = handle.seekable()
+        except (AttributeError, io.UnsupportedOperation):
+            seekable = False
+        if not seekable:
+            return None
+        start = handle.tell()
+        blank = []
+        count = 0
+        for count, line in enumerate(handle, start=1):
+            if not line.strip():
+                blank.append(count - 1)
+        handle.seek(start)
+        if blank:
+            shown = ", ".join(map(str, blank[:20])) + (" ..." if len(blank) > 20 else "")
+            raise ValueError(f"the input has {len(blank)} empty line(s) at (0-based) line indexes {shown}; remove them")
+        return count

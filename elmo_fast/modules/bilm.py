@@ -1,0 +1,170 @@
+"""``BiLm``: the ELMo biLM as an ``nn.Module`` — parameters, backend choice and carried state."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import torch
+from torch import nn
+
+from elmo_fast import _backends
+from elmo_fast.ops import lstmp, token_encoder
+from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
+from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, batch_to_ids_ref
+from elmo_fast.weights import ElmoWeights
+
+STATES: tuple[str, ...] = ("carry", "zero")
+
+
+def check_state(state: str) -> str:
+    """Validate a ``state=`` argument."""
+    if state not in STATES:
+        raise ValueError(f"state must be one of {', '.join(repr(s) for s in STATES)}, not {state!r}")
+    return state
+
+
+class BiLm(nn.Module):
+    """The pretrained biLM (char-CNN token encoder + biLSTM), AllenNLP's ``_ElmoBiLm``.
+
+    Args:
+        weights: the model, e.g. from :func:`elmo_fast.weights.load_weights`.
+        requires_grad: whether the biLM's parameters are trainable.
+        state: ``"carry"`` — AllenNLP's stateful behaviour: the final state of every batch row is
+            stored and the next call's row i starts from it (``reset_states()`` forgets it); or
+            ``"zero"`` — every sentence starts from zero state, independent of the batch and of
+            earlier calls.
+        backend: ``"auto"`` or a backend name (see :mod:`elmo_fast._backends`).
+        vocab_to_cache: words whose token embeddings are computed once; ``forward`` then accepts
+            ``word_inputs`` (ids into this list; id 0 is padding).
+    """
+
+    def __init__(
+        self,
+        weights: ElmoWeights,
+        requires_grad: bool = False,
+        *,
+        state: str = "carry",
+        backend: str = "auto",
+        vocab_to_cache: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.options = weights.options
+        self.state = check_state(state)
+        if backend != "auto" and backend not in _backends.BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(_backends.BACKENDS)} or 'auto'")
+        self.backend = backend
+        for name, tensor in weights.tensors().items():
+            self.register_parameter(name, nn.Parameter(tensor.detach().clone(), requires_grad=requires_grad))
+        self._states: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._word_embedding: torch.Tensor | None = None
+        self._boundary_embedding: torch.Tensor | None = None
+        if vocab_to_cache is not None:
+            self.cache_vocab(vocab_to_cache)
+
+    @property
+    def num_layers(self) -> int:
+        """L + 1: the number of layers returned (token layer plus each biLSTM layer)."""
+        return self.options.n_layers + 1
+
+    def get_output_dim(self) -> int:
+        """2P, the width of every returned layer."""
+        return self.options.output_dim
+
+    def weights(self) -> ElmoWeights:
+        """The current parameters as an :class:`ElmoWeights` (shares storage; export with
+        :func:`elmo_fast.weights.save_weights`)."""
+        return ElmoWeights.from_tensors(self.options, dict(self.named_parameters()))
+
+    def reset_states(self) -> None:
+        """Forget the carried state: the next call starts every row from zero."""
+        self._states = None
+
+    def resolved_backend(self, device: torch.device) -> str:
+        """The backend that runs on ``device`` for this module."""
+        return _backends.resolve(self.backend, device)
+
+    @torch.no_grad()
+    def cache_vocab(self, vocab: Sequence[str], batch_size: int = 512) -> None:
+        """Precompute token embeddings for ``vocab`` (AllenNLP's ``vocab_to_cache``)."""
+        device = self.char_embed.device
+        backend = self.resolved_backend(device)
+        words = [BOS_TOKEN, EOS_TOKEN, *vocab]
+        pieces = []
+        for start in range(0, len(words), batch_size):
+            ids = batch_to_ids_ref([[w] for w in words[start : start + batch_size]]).to(device)[:, 0]
+            pieces.append(token_encoder(ids, self.weights().char_cnn, self.options.activation, backend=backend))
+        table = torch.cat(pieces)
+        self._boundary_embedding = table[:2]
+        self._word_embedding = table[2:]
+
+    def _embed_words(self, word_inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self._word_embedding is not None and self._boundary_embedding is not None
+        token_mask = word_inputs > 0
+        emb = self._word_embedding[word_inputs] * token_mask.unsqueeze(-1)
+        batch, width = token_mask.shape
+        lengths = token_mask.sum(dim=1)
+        out = emb.new_zeros(batch, width + 2, emb.shape[-1])
+        out[:, 1 : width + 1] = emb
+        out[:, 0] = self._boundary_embedding[0]
+        out[torch.arange(batch, device=out.device), lengths + 1] = self._boundary_embedding[1]
+        _, mask = add_sentence_boundaries(word_inputs.new_zeros(batch, width, 1), token_mask)
+        return out, mask
+
+    def _initial_state(self, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if self._states is None:
+            return None, None
+        h, c = self._states
+        stored = h.shape[1]
+        if batch > stored:
+            h = torch.cat((h, h.new_zeros(h.shape[0], batch - stored, h.shape[2])), dim=1)
+            c = torch.cat((c, c.new_zeros(c.shape[0], batch - stored, c.shape[2])), dim=1)
+            self._states = (h, c)
+        return h[:, :batch], c[:, :batch]
+
+    def _store_state(self, final_h: torch.Tensor, final_c: torch.Tensor) -> None:
+        final_h, final_c = final_h.detach(), final_c.detach()
+        if self._states is None:
+            self._states = (final_h, final_c)
+            return
+        batch = final_h.shape[1]
+        merged = []
+        for old, new in zip(self._states, (final_h, final_c)):
+            # AllenNLP keeps a row's old state when its new layer-0 state sums to exactly 0.
+            unused = (new[0].sum(-1) == 0).view(1, batch, 1).to(new.dtype)
+            rows = new + old[:, :batch] * unused
+            merged.append(torch.cat((rows, old[:, batch:]), dim=1) if old.shape[1] > batch else rows)
+        self._states = (merged[0], merged[1])
+
+    def forward(
+        self,
+        char_ids: torch.Tensor,
+        word_inputs: torch.Tensor | None = None,
+        *,
+        state: str | None = None,
+    ) -> BiLmOutput:
+        """Run on int64 ``(B, T, 50)`` character ids; see :class:`BiLmOutput`.
+
+        ``state`` overrides the module's mode for this call only.
+        """
+        mode = check_state(state or self.state)
+        device = self.char_embed.device
+        char_ids = char_ids.to(device)
+        backend = self.resolved_backend(device)
+        batch = char_ids.shape[0]
+        token_embedding = mask = None
+        if word_inputs is not None and self._word_embedding is not None:
+            token_embedding, mask = self._embed_words(word_inputs.to(device))
+        h0, c0 = self._initial_state(batch) if mode == "carry" else (None, None)
+        out = bilm_ref(
+            char_ids,
+            self.weights(),
+            h0,
+            c0,
+            token_embedding=token_embedding,
+            mask=mask,
+            encoder=partial(token_encoder, backend=backend),
+            lstmp=partial(lstmp, backend=backend),
+        )
+        if mode == "carry":
+            self._store_state(out.final_h, out.final_c)
+        return out

@@ -1,0 +1,155 @@
+"""``Elmo``: AllenNLP's ``allennlp.modules.elmo.Elmo``, same arguments, same outputs, same numbers."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from elmo_fast import _backends
+from elmo_fast.modules.bilm import BiLm
+from elmo_fast.modules.scalar_mix import ScalarMix
+from elmo_fast.reference.char_ids import remove_sentence_boundaries
+from elmo_fast.weights import PathLike, load_weights
+
+
+def load_bilm(
+    options_file: PathLike | None,
+    weight_file: PathLike | None,
+    *,
+    requires_grad: bool = False,
+    state: str = "carry",
+    backend: str = "auto",
+    vocab_to_cache: Sequence[str] | None = None,
+    device: torch.device | str | None = None,
+) -> BiLm:
+    """Build a :class:`BiLm` from files (both None: the bundled default model) on ``device``."""
+    if (options_file is None) != (weight_file is None):
+        raise ValueError("give both options_file and weight_file, or neither (for the bundled default model)")
+    if options_file is None:
+        from elmo_fast.default_model import default_model_files
+
+        options_file, weight_file = default_model_files()
+    weights = load_weights(options_file, weight_file)
+    bilm = BiLm(weights, requires_grad=requires_grad, state=state, backend=backend)
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    _backends.resolve(backend, target)
+    bilm.to(target)
+    if vocab_to_cache is not None:
+        bilm.cache_vocab(vocab_to_cache)
+    return bilm
+
+
+class Elmo(nn.Module):
+    """ELMo representations for a downstream model: ``N`` learned scalar mixes of the biLM layers.
+
+    Positional arguments and defaults are AllenNLP 2.10's. ``forward(inputs, word_inputs=None)``
+    takes int64 character ids ``(B, T, 50)`` (or ``(..., T, 50)``; leading dims are restored) from
+    :func:`elmo_fast.batch_to_ids` and returns ``{"elmo_representations": [N tensors (B, T, 2P)],
+    "mask": (B, T) bool}``. Dropout applies in training mode, as in AllenNLP (call ``.eval()``).
+
+    Args:
+        options_file, weight_file: the model files; both None uses the bundled default model.
+        num_output_representations: N, one ScalarMix each (``scalar_mix_{k}`` in the state dict).
+        requires_grad: train the biLM's weights too.
+        do_layer_norm: AllenNLP's batch-wide layer norm before mixing (``"token"``: per position,
+            batch-independent).
+        dropout: dropout probability on each output representation.
+        vocab_to_cache: words whose embeddings are precomputed; pass ``word_inputs`` ids then.
+        keep_sentence_boundaries: keep the begin/end positions (shapes T + 2). With
+            ``do_layer_norm=True`` the padding then holds the normalised zero, as in AllenNLP.
+        scalar_mix_parameters: fixed, frozen mixing logits s (L + 1 floats).
+        module: an existing :class:`BiLm` to use instead of loading files.
+        state: ``"carry"`` (default; AllenNLP's stateful behaviour, see :class:`BiLm`) or ``"zero"``
+            (every sentence starts from zero state: its vectors never depend on the batch or on
+            earlier calls).
+        backend: ``"auto"`` or one of ``cuda``, ``triton``, ``cpp``, ``ref``.
+        device: where to put the model (default CPU); inputs are moved there.
+    """
+
+    def __init__(
+        self,
+        options_file: PathLike | None,
+        weight_file: PathLike | None,
+        num_output_representations: int,
+        requires_grad: bool = False,
+        do_layer_norm: bool | str = False,
+        dropout: float = 0.5,
+        vocab_to_cache: Sequence[str] | None = None,
+        keep_sentence_boundaries: bool = False,
+        scalar_mix_parameters: Sequence[float] | None = None,
+        module: BiLm | None = None,
+        *,
+        state: str = "carry",
+        backend: str = "auto",
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_output_representations, bool) or not isinstance(num_output_representations, int) or num_output_representations < 1:
+            raise ValueError(f"num_output_representations must be a positive integer, got {num_output_representations!r}")
+        if module is not None:
+            if options_file is not None or weight_file is not None:
+                raise ValueError("pass either module or options_file/weight_file, not both")
+            if not isinstance(module, BiLm):
+                raise TypeError(f"module must be an elmo_fast BiLm, got {type(module).__name__}")
+            self._elmo_lstm = module
+        else:
+            self._elmo_lstm = load_bilm(
+                options_file,
+                weight_file,
+                requires_grad=requires_grad,
+                state=state,
+                backend=backend,
+                vocab_to_cache=vocab_to_cache,
+                device=device,
+            )
+        self._has_cached_vocab = vocab_to_cache is not None
+        self._keep_sentence_boundaries = keep_sentence_boundaries
+        self._dropout = nn.Dropout(p=dropout)
+        self._scalar_mixes: list[ScalarMix] = []
+        for k in range(num_output_representations):
+            mix = ScalarMix(
+                self._elmo_lstm.num_layers,
+                do_layer_norm=do_layer_norm,
+                initial_scalar_parameters=scalar_mix_parameters,
+                trainable=scalar_mix_parameters is None,
+            )
+            self.add_module(f"scalar_mix_{k}", mix)
+            self._scalar_mixes.append(mix)
+        if device is not None:
+            self.to(device)
+
+    def get_output_dim(self) -> int:
+        """2P, the width of each representation."""
+        return self._elmo_lstm.get_output_dim()
+
+    def reset_states(self) -> None:
+        """Forget the carried biLM state (``state="carry"``)."""
+        self._elmo_lstm.reset_states()
+
+    def forward(self, inputs: torch.Tensor, word_inputs: torch.Tensor | None = None) -> dict[str, Any]:
+        """Embed character ids; see the class docstring for shapes."""
+        if not isinstance(inputs, torch.Tensor):
+            raise TypeError(f"inputs must be a torch.Tensor of character ids (see batch_to_ids), got {type(inputs).__name__}")
+        if inputs.dim() < 3 or inputs.shape[-1] != 50:
+            raise ValueError(f"inputs must have shape (..., T, 50), got {tuple(inputs.shape)}")
+        if inputs.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise TypeError(f"inputs must hold integer character ids, got dtype {inputs.dtype}")
+        original_shape = inputs.shape
+        reshaped = inputs.reshape(-1, original_shape[-2], original_shape[-1]).long()
+        reshaped_words = None
+        if word_inputs is not None and self._has_cached_vocab:
+            reshaped_words = word_inputs.reshape(-1, word_inputs.shape[-1])
+        bilm = self._elmo_lstm(reshaped, reshaped_words)
+        representations = []
+        mask = bilm.mask
+        for mix in self._scalar_mixes:
+            mixed = mix(bilm.activations, bilm.mask)
+            if not self._keep_sentence_boundaries:
+                mixed, mask = remove_sentence_boundaries(mixed, bilm.mask)
+            representations.append(self._dropout(mixed))
+        lead = original_shape[:-2]
+        mask = mask.reshape(*lead, mask.shape[-1])
+        representations = [r.reshape(*lead, *r.shape[-2:]) for r in representations]
+        return {"elmo_representations": representations, "mask": mask}

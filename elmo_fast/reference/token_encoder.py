@@ -1,0 +1,69 @@
+"""Reference token encoder: character CNN, highway layers and the projection to P.
+
+Weights use the layouts of :class:`elmo_fast.weights.CharCNNWeights` (torch Conv1d kernels,
+bilm-tf's ``x @ W`` matrices for highway and projection).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+
+
+def char_cnn_ref(
+    char_ids: torch.Tensor,
+    char_embed: torch.Tensor,
+    conv_weights: Sequence[torch.Tensor],
+    conv_biases: Sequence[torch.Tensor],
+    activation: str = "relu",
+) -> torch.Tensor:
+    """Embed characters, convolve with every filter width, max over positions, add bias, activate.
+
+    Args:
+        char_ids: int64 ``(N, 50)`` character ids (0 = padding, row 0 of ``char_embed`` is zero).
+        char_embed: ``(262, d)`` character embedding table.
+        conv_weights: per filter width w_i, a Conv1d kernel ``(n_i, d, w_i)``.
+        conv_biases: per filter width, ``(n_i,)``.
+        activation: ``"relu"`` or ``"tanh"``, applied after the max.
+
+    Returns:
+        ``(N, F)`` with F = sum(n_i), filters concatenated in order.
+    """
+    # [N, d, 50]
+    x = F.embedding(char_ids, char_embed).transpose(1, 2)
+    act = ACTIVATIONS[activation]
+    pieces = []
+    for weight, bias in zip(conv_weights, conv_biases):
+        # max over positions first: the bias is constant over positions
+        pieces.append(act(F.conv1d(x, weight).amax(dim=-1) + bias))
+    return torch.cat(pieces, dim=-1)
+
+
+def highway_ref(
+    x: torch.Tensor,
+    w_transform: torch.Tensor,
+    b_transform: torch.Tensor,
+    w_carry: torch.Tensor,
+    b_carry: torch.Tensor,
+) -> torch.Tensor:
+    """One highway layer in bilm-tf's naming: ``g * relu(x Wt + bt) + (1 - g) * x``, g = sigmoid(x Wc + bc)."""
+    transform = torch.relu(x @ w_transform + b_transform)
+    gate = torch.sigmoid(x @ w_carry + b_carry)
+    return gate * transform + (1.0 - gate) * x
+
+
+def token_encoder_ref(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
+    """Char-CNN, highway layers and projection: int64 ``(..., 50)`` ids -> ``(..., P)`` embeddings.
+
+    ``weights`` is a :class:`elmo_fast.weights.CharCNNWeights` (or anything with its attributes).
+    """
+    lead = char_ids.shape[:-1]
+    flat = char_ids.reshape(-1, char_ids.shape[-1])
+    x = char_cnn_ref(flat, weights.char_embed, weights.conv_weights, weights.conv_biases, activation)
+    for layer in weights.highway:
+        x = highway_ref(x, layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry)
+    x = x @ weights.proj_weight + weights.proj_bias
+    return x.reshape(*lead, x.shape[-1])

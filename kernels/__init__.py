@@ -1,0 +1,1 @@
+"""Triton kernels of elmo_fast, installed as ``elmo_fast.kernels`` (kernels and launchers only)."""
