@@ -1,0 +1,83 @@
+"""Shared test helpers: the one tolerance table, comparison, and random input makers."""
+from __future__ import annotations
+
+import json
+import random
+import string
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FIXTURE_DIR = Path(__file__).parent / "fixtures" / "allennlp_tiny"
+FIXTURE_OPTIONS = FIXTURE_DIR / "options.json"
+FIXTURE_WEIGHTS = FIXTURE_DIR / "weights.hdf5"
+
+# (atol, rtol) per compute dtype; the reference is fp32 (float64 where cheap).
+TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-5, 1e-5),
+    torch.bfloat16: (1e-2, 1e-2),
+    torch.float16: (1e-2, 1e-2),
+}
+
+
+def assert_close(actual, expected, dtype: torch.dtype = torch.float32, what: str = "") -> None:
+    """Max-abs plus relative comparison with a NaN check, tolerances from :data:`TOLERANCES`."""
+    atol, rtol = TOLERANCES[dtype]
+    a = torch.as_tensor(np.asarray(actual.detach().cpu() if isinstance(actual, torch.Tensor) else actual)).double()
+    e = torch.as_tensor(np.asarray(expected.detach().cpu() if isinstance(expected, torch.Tensor) else expected)).double()
+    assert a.shape == e.shape, f"{what}: shape {tuple(a.shape)} != expected {tuple(e.shape)}"
+    assert not torch.isnan(a).any(), f"{what}: output holds NaN"
+    if a.numel() == 0:
+        return
+    err = (a - e).abs()
+    bound = atol + rtol * e.abs()
+    worst = int(torch.argmax(err - bound))
+    assert bool((err <= bound).all()), (
+        f"{what}: max abs error {float(err.max()):.3e} (at flat index {worst}: {float(a.flatten()[worst])} vs "
+        f"{float(e.flatten()[worst])}), atol={atol}, rtol={rtol}"
+    )
+
+
+def load_fixture() -> tuple[dict[str, np.ndarray], list[list[str]], list[list[str]]]:
+    """The AllenNLP recording: arrays, the 20 edge-case sentences, and batch_b."""
+    z = np.load(FIXTURE_DIR / "expected.npz")
+    arrays = {k: z[k] for k in z.files}
+    return arrays, json.loads(str(z["sentences_json"])), json.loads(str(z["batch_b_json"]))
+
+
+def random_sentences(n: int, seed: int, max_len: int = 12, unicode: bool = True) -> list[list[str]]:
+    """``n`` random sentences of 0..max_len tokens, mixing ASCII words, accents, CJK and long words."""
+    rng = random.Random(seed)
+    extra = "éüßñ東京語🙂Ωж" if unicode else ""
+    alphabet = string.ascii_letters + string.digits + ".,;!?-'" + extra
+    out = []
+    for _ in range(n):
+        length = rng.randint(0, max_len)
+        out.append(["".join(rng.choice(alphabet) for _ in range(rng.choice([1, 2, 3, 5, 8, 13, 60]))) for _ in range(length)])
+    return out
+
+
+def random_lstm_inputs(
+    num_dirs: int, batch: int, width: int, proj: int, cell: int, seed: int, dtype=torch.float32, lengths=None
+) -> dict[str, torch.Tensor]:
+    """Random ``lstmp`` arguments (see :func:`elmo_fast.reference.lstmp_ref`) with mixed lengths."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).to(dtype)
+
+    if lengths is None:
+        lengths = torch.randint(1, width + 1, (batch,), generator=g)
+        lengths[0] = width
+    return {
+        "x": r(num_dirs, batch, width, proj),
+        "lengths": torch.as_tensor(lengths, dtype=torch.int64),
+        "w_ih": r(num_dirs, proj, 4 * cell, scale=proj ** -0.5),
+        "w_hh": r(num_dirs, proj, 4 * cell, scale=proj ** -0.5),
+        "bias": r(num_dirs, 4 * cell, scale=0.5),
+        "w_proj": r(num_dirs, cell, proj, scale=cell ** -0.5),
+        "h0": r(num_dirs, batch, proj, scale=0.5),
+        "c0": r(num_dirs, batch, cell),
+    }
