@@ -10,7 +10,7 @@ from torch import nn
 from elmo_fast import _backends
 from elmo_fast.ops import lstmp, token_encoder
 from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
-from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, batch_to_ids_ref
+from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, batch_to_ids_ref, length_mask
 from elmo_fast.weights import ElmoWeights
 
 STATES: tuple[str, ...] = ("carry", "zero")
@@ -107,8 +107,7 @@ class BiLm(nn.Module):
         out[:, 1 : width + 1] = emb
         out[:, 0] = self._boundary_embedding[0]
         out[torch.arange(batch, device=out.device), lengths + 1] = self._boundary_embedding[1]
-        _, mask = add_sentence_boundaries(word_inputs.new_zeros(batch, width, 1), token_mask)
-        return out, mask
+        return out, length_mask(lengths + 2, width + 2)
 
     def _initial_state(self, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self._states is None:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import torch
 
+from .char_ids import length_mask
+
 
 def reverse_within_lengths(lengths: torch.Tensor, width: int) -> torch.Tensor:
     """Index ``(B, width)`` that reverses each row's first ``length`` positions and keeps the rest.
@@ -90,7 +92,7 @@ def lstmp_ref(
         out[:, :, s] = torch.where(active, h_new, torch.zeros((), dtype=x.dtype, device=x.device))
 
     if residual:
-        valid = (torch.arange(width, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
+        valid = length_mask(lengths, width).unsqueeze(-1)
         out = out + xs * valid.to(x.dtype)
     if num_dirs > 1:
         outs = list(out.unbind(0))
