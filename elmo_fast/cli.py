@@ -36,9 +36,10 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--cuda-device", type=int, default=-1, help="AllenNLP-style GPU index (-1 = CPU)")
     embed.add_argument(
         "--state",
-        choices=("carry", "zero"),
+        choices=("carry", "zero", "warm"),
         default="carry",
-        help="carry: AllenNLP's stateful behaviour (default); zero: every sentence independent",
+        help="carry: AllenNLP's stateful behaviour (default); zero: every sentence independent, from zero "
+        "state; warm: independent, from one fixed warmed-up state",
     )
     embed.add_argument("--backend", default="auto", help="auto (default), cuda, triton, cpp or ref")
     embed.add_argument("--forget-sentences", action="store_true", help="do not write the sentence_to_index map")
