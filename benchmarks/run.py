@@ -149,6 +149,7 @@ def _row(config: str, batch: int, part: str, backend: str, case: cases.Case, tim
         "tokens_per_s": case.tokens / median,
         "tokens_per_s_best": case.tokens / best,
         "peak_memory_mb": _peak_memory_mb(case),
+        "load_average_1m": (_load_average() or [None])[0],
     }
 
 
