@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from elmo_fast import _backends
+from elmo_fast.modules.token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache
 from elmo_fast.ops import lstmp, token_encoder
+from elmo_fast.ops.token_encoder import ROW_EXACT
 from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
 from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, batch_to_ids_ref
 from elmo_fast.weights import ElmoWeights
@@ -36,6 +38,10 @@ class BiLm(nn.Module):
         backend: ``"auto"`` or a backend name (see :mod:`elmo_fast._backends`).
         vocab_to_cache: words whose token embeddings are computed once; ``forward`` then accepts
             ``word_inputs`` (ids into this list; id 0 is padding).
+        token_cache_size: capacity of the LRU cache of token embeddings across batches (0: off).
+            It serves repeated words without running the char-CNN again, and is used only where it
+            changes no number: a backend whose encoder is row-exact (``cpp``), and no gradients
+            needed. See :class:`~elmo_fast.modules.token_cache.TokenCache`.
     """
 
     def __init__(
@@ -46,6 +52,7 @@ class BiLm(nn.Module):
         state: str = "carry",
         backend: str = "auto",
         vocab_to_cache: Sequence[str] | None = None,
+        token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     ) -> None:
         super().__init__()
         self.options = weights.options
@@ -58,6 +65,7 @@ class BiLm(nn.Module):
         self._states: tuple[torch.Tensor, torch.Tensor] | None = None
         self._word_embedding: torch.Tensor | None = None
         self._boundary_embedding: torch.Tensor | None = None
+        self.token_cache = TokenCache(token_cache_size) if token_cache_size else None
         if vocab_to_cache is not None:
             self.cache_vocab(vocab_to_cache)
 
@@ -110,6 +118,21 @@ class BiLm(nn.Module):
         _, mask = add_sentence_boundaries(word_inputs.new_zeros(batch, width, 1), token_mask)
         return out, mask
 
+    def _use_token_cache(self, backend: str) -> bool:
+        if self.token_cache is None or backend not in ROW_EXACT:
+            return False
+        return not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+
+    def _embed_tokens_cached(self, char_ids: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings with boundaries ``(B, T + 2, P)`` and their mask, through the token cache."""
+        assert self.token_cache is not None
+        ids, mask = add_sentence_boundaries(char_ids, (char_ids > 0).any(dim=-1))
+        unique, inverse = torch.unique(ids.reshape(-1, ids.shape[-1]), dim=0, return_inverse=True)
+        cnn = self.weights().char_cnn
+        stamp = tuple((id(p), p._version, p.data_ptr(), p.dtype, p.device) for n, p in self.named_parameters() if not n.startswith("lstm_"))
+        table = self.token_cache.embed(unique, partial(token_encoder, weights=cnn, activation=self.options.activation, backend=backend), stamp)
+        return table[inverse].reshape(*ids.shape[:-1], table.shape[-1]), mask
+
     def _initial_state(self, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self._states is None:
             return None, None
@@ -154,6 +177,8 @@ class BiLm(nn.Module):
         token_embedding = mask = None
         if word_inputs is not None and self._word_embedding is not None:
             token_embedding, mask = self._embed_words(word_inputs.to(device))
+        elif self._use_token_cache(backend):
+            token_embedding, mask = self._embed_tokens_cached(char_ids, backend)
         h0, c0 = self._initial_state(batch) if mode == "carry" else (None, None)
         out = bilm_ref(
             char_ids,

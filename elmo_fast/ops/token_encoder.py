@@ -13,6 +13,10 @@ from elmo_fast.reference.token_encoder import token_encoder_ref
 
 _IMPLS: dict[str, Callable[..., torch.Tensor]] = {"ref": token_encoder_ref}
 
+# Backends whose result for a token does not depend on the other tokens of the call (bit for bit),
+# so that caching token embeddings across batches changes no number.
+ROW_EXACT: set[str] = set()
+
 
 def token_encoder(char_ids: torch.Tensor, weights, activation: str = "relu", *, backend: str = "ref") -> torch.Tensor:
     """Embed int64 ``(..., 50)`` character ids as ``(..., P)`` with a :class:`~elmo_fast.weights.CharCNNWeights`."""
@@ -69,3 +73,4 @@ if _cpp.available():
         return x.new_empty(x.shape[0], weight.shape[1])
 
     _IMPLS["cpp"] = token_encoder_cpp
+    ROW_EXACT.add("cpp")
