@@ -63,18 +63,17 @@ class TokenCache:
                 hit_slots.append(slot)
         self.hits += len(hit_rows)
         self.misses += len(miss_rows)
-        computed = encode(char_ids[miss_rows]) if miss_rows else None
         if not hit_rows:
-            assert computed is not None
-            out = computed
+            out = computed = encode(char_ids)
         else:
             assert self._table is not None
             out = self._table.new_empty(len(keys), self._table.shape[1])
             index = torch.tensor(hit_rows, device=out.device)
             out[index] = self._table[torch.tensor(hit_slots, device=out.device)]
+            computed = encode(char_ids[miss_rows]) if miss_rows else None
             if computed is not None:
                 out[torch.tensor(miss_rows, device=out.device)] = computed
-        if computed is not None:
+        if computed is not None and len(computed):
             self._insert([keys[i] for i in miss_rows], computed)
         return out
 
