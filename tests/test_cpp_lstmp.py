@@ -126,3 +126,14 @@ def test_opcheck():
     packed = (lstmp_mod._pack_recurrent(inputs["w_hh"]), torch.ops.elmo_fast.pack_panels(inputs["w_proj"]))
     torch.library.opcheck(torch.ops.elmo_fast.lstmp.default, (*args[:6], None, None, None, 0.5, False, *packed))
     torch.library.opcheck(torch.ops.elmo_fast.pack_panels.default, (inputs["w_proj"],))
+
+
+@pytest.mark.parametrize("batch,width", [(40, 30), (1, 1100)], ids=["two-windows", "long-sentence"])
+def test_input_gemm_windows(batch, width):
+    """More positions than one input-GEMM window (512) holds: the windows must join seamlessly."""
+    g = torch.Generator().manual_seed(width)
+    lengths = torch.randint(1, width + 1, (batch,), generator=g)
+    lengths[0] = width
+    inputs = random_lstm_inputs(2, batch, width, 8, 16, seed=width, lengths=lengths)
+    assert int(lengths.sum()) > 512
+    _assert_same(*_call(inputs, residual=True, packed=True))

@@ -95,6 +95,17 @@ def test_results_do_not_depend_on_other_rows():
             assert torch.equal(token_encoder_mod.token_encoder_cpp(ids[i : i + 1], cnn)[0], full[i]), f"row {i}"
 
 
+def test_token_encoder_chunks_join_seamlessly(monkeypatch):
+    options = ElmoOptions(projection_dim=8, cell_dim=16, filters=((1, 4), (2, 8)), n_highway=1, char_embed_dim=4)
+    cnn = random_weights(options, seed=7).char_cnn
+    ids = _char_ids()
+    with torch.no_grad():
+        whole = token_encoder_mod.token_encoder_cpp(ids, cnn)
+        monkeypatch.setattr(token_encoder_mod, "CPP_CHUNK_ROWS", 3)
+        assert torch.equal(token_encoder_mod.token_encoder_cpp(ids, cnn), whole)
+        assert token_encoder_mod.token_encoder_cpp(ids[:0], cnn).shape == (0, 8)
+
+
 def test_token_encoder_dedups_and_matches_reference():
     options = ElmoOptions(projection_dim=24, cell_dim=32, filters=((1, 4), (2, 8), (3, 20), (6, 7)), n_highway=2, char_embed_dim=5, activation="tanh")
     cnn = random_weights(options, seed=6).char_cnn

@@ -2,9 +2,9 @@
 // Semantics are elmo_fast.reference.lstmp_ref's; the layouts are documented there.
 //
 // Rows are sorted by decreasing length, so the rows still running at step s are the prefix
-// [0, active[s]) and every per-step operand is a dense block. The input GEMM for every real position
-// runs once up front (ATen's BLAS). Each step then runs two parallel phases on weights pre-packed by
-// elmo_fast::pack_panels (see packed_gemm.h):
+// [0, active[s]) and every per-step operand is a dense block. The input GEMM (ATen's BLAS) runs
+// for windows of up to kChunkRows positions ahead of their steps. Each step then runs two parallel
+// phases on recurrent weights pre-packed by elmo_fast::pack_panels (see packed_gemm.h):
 //   gates:      per (direction, block of kCellBlock cells), the four gates' [rows, P] x [P, cells]
 //               products into a task-local tile, then i/j/f/o, the cell update, clipping and
 //               m = sigmoid(o) * tanh(c), fused, while the tile is in cache;
@@ -30,6 +30,8 @@ namespace {
 // 128 cells -> four [32, 128] fp32 gate tiles = 64 KiB per task. Both are multiples of kPanel.
 constexpr int64_t kCellBlock = 128;
 constexpr int64_t kProjBlock = 128;
+// Positions whose input GEMM is held at once: [D, 4C, 512] floats = 64 MiB on the original model.
+constexpr int64_t kChunkRows = 512;
 
 // The step structure of a batch: rows sorted by decreasing length (stable), and for each step how
 // many rows are still running and where that step's rows start in the packed position order.
@@ -243,20 +245,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
     }
   });
 
-  // Input GEMM for every position, stored per (direction, gate, cell block) as a dense [N, cells]
-  // block so that each step reads contiguous rows. The bias is added in the gate epilogue.
+  // Input GEMM for a window of steps at a time (at most kChunkRows positions, which bounds memory
+  // for long sentences), stored per (direction, gate, cell block) as a dense [rows, cells] block so
+  // that each step reads contiguous rows. The bias is added in the gate epilogue.
   const int64_t cb = std::min(cell_p, kCellBlock);
   const int64_t n_cb = (cell_p + cb - 1) / cb;
-  at::Tensor gx = at::empty({dirs, 4, n_cb, total * cb}, opts);
+  const int64_t cap = std::min(total, std::max(kChunkRows, batch));
+  at::Tensor gx = at::empty({dirs, 4, n_cb, cap * cb}, opts);
   float* p_gx = gx.data_ptr<float>();
-  auto gx_block = [&](int64_t d, int64_t g, int64_t kb) { return p_gx + ((d * 4 + g) * n_cb + kb) * total * cb; };
-  at::parallel_for(0, dirs * 4 * n_cb, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t d = item / (4 * n_cb), g = item / n_cb % 4, kb = item % n_cb;
-      const int64_t k0 = kb * cb, kw = std::min(cb, cell - k0);
-      gemm(p_xp + d * total * in_dim, in_dim, p_wi + d * in_dim * gates + g * cell + k0, gates, gx_block(d, g, kb), total, kw, in_dim);
-    }
-  });
+  auto gx_block = [&](int64_t d, int64_t g, int64_t kb) { return p_gx + ((d * 4 + g) * n_cb + kb) * cap * cb; };
+  auto input_gemm = [&](int64_t first, int64_t rows) {
+    at::parallel_for(0, dirs * 4 * n_cb, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t d = item / (4 * n_cb), g = item / n_cb % 4, kb = item % n_cb;
+        const int64_t k0 = kb * cb, kw = std::min(cb, cell - k0);
+        const float* w = p_wi + d * in_dim * gates + g * cell + k0;
+        gemm(p_xp + (d * total + first) * in_dim, in_dim, w, gates, gx_block(d, g, kb), rows, kw, in_dim);
+      }
+    });
+  };
 
   // State in sorted row order. [D, B, P], [D, B, C]
   at::Tensor h = at::empty({dirs, batch, proj}, opts);
@@ -276,9 +283,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
   const bool has_cell_clip = cell_clip.has_value() && *cell_clip != 0.0;
   const bool has_proj_clip = proj_clip.has_value() && *proj_clip != 0.0;
 
+  int64_t chunk_first = 0;
   for (int64_t s = 0; s < steps; ++s) {
     const int64_t rows = sch.active[s];
     const int64_t row0 = sch.offset[s];
+    if (s == 0 || sch.offset[s + 1] - chunk_first > cap) {
+      chunk_first = row0;
+      int64_t s_end = s + 1;
+      while (s_end < steps && sch.offset[s_end + 1] - chunk_first <= cap) {
+        ++s_end;
+      }
+      input_gemm(chunk_first, sch.offset[s_end] - chunk_first);
+    }
     at::parallel_for(0, dirs * n_cb, 1, [&](int64_t begin, int64_t end) {
       std::unique_ptr<float[]> tile_buf(new float[4 * rows * cb]);
       float* tile = tile_buf.get();
@@ -293,7 +309,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
         args.tile = tile;
         args.tile_ld = kw_p;
         for (int64_t g = 0; g < 4; ++g) {
-          args.gx[g] = gx_block(d, g, kb) + row0 * kw;
+          args.gx[g] = gx_block(d, g, kb) + (row0 - chunk_first) * kw;
         }
         args.gx_ld = kw;
         args.bias = p_bias + d * gates + k0;

@@ -17,6 +17,10 @@ _IMPLS: dict[str, Callable[..., torch.Tensor]] = {"ref": token_encoder_ref}
 # so that caching token embeddings across batches changes no number.
 ROW_EXACT: set[str] = set()
 
+# Distinct tokens encoded per call of the compiled ops: bounds working memory (the original model's
+# highway layers hold 2 x 8 KiB per token).
+CPP_CHUNK_ROWS: int = 4096
+
 
 def token_encoder(char_ids: torch.Tensor, weights, activation: str = "relu", *, backend: str = "ref") -> torch.Tensor:
     """Embed int64 ``(..., 50)`` character ids as ``(..., P)`` with a :class:`~elmo_fast.weights.CharCNNWeights`."""
@@ -43,7 +47,13 @@ def token_encoder_cpp(char_ids: torch.Tensor, weights, activation: str = "relu")
     lead = char_ids.shape[:-1]
     flat = char_ids.reshape(-1, char_ids.shape[-1])
     unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
-    x = torch.ops.elmo_fast.char_cnn(unique, weights.char_embed, weights.conv_weights, weights.conv_biases, activation)
+    pieces = [_encode_cpp(unique[start : start + CPP_CHUNK_ROWS], weights, activation) for start in range(0, len(unique), CPP_CHUNK_ROWS)]
+    x = torch.cat(pieces) if pieces else weights.proj_bias.new_zeros(0, weights.proj_bias.shape[0])
+    return x[inverse].reshape(*lead, x.shape[-1])
+
+
+def _encode_cpp(char_ids: torch.Tensor, weights, activation: str) -> torch.Tensor:
+    x = torch.ops.elmo_fast.char_cnn(char_ids, weights.char_embed, weights.conv_weights, weights.conv_biases, activation)
     for layer in weights.highway:
         x = torch.ops.elmo_fast.highway(
             x,
@@ -54,9 +64,7 @@ def token_encoder_cpp(char_ids: torch.Tensor, weights, activation: str = "relu")
             _cpp.PACKED.get(layer.w_transform, "highway", _cpp.pack_matrix),
             _cpp.PACKED.get(layer.w_carry, "highway", _cpp.pack_matrix),
         )
-    x = torch.ops.elmo_fast.dense(x, weights.proj_weight, weights.proj_bias, _cpp.PACKED.get(weights.proj_weight, "dense", _cpp.pack_matrix))
-    return x[inverse].reshape(*lead, x.shape[-1])
-
+    return torch.ops.elmo_fast.dense(x, weights.proj_weight, weights.proj_bias, _cpp.PACKED.get(weights.proj_weight, "dense", _cpp.pack_matrix))
 
 if _cpp.available():
 
