@@ -123,7 +123,7 @@ def test_opcheck():
     inputs = random_lstm_inputs(2, 4, 5, 16, 32, seed=9)
     args = [inputs[k] for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")]
     torch.library.opcheck(torch.ops.elmo_fast.lstmp.default, (*args, 3.0, 3.0, True))
-    packed = (lstmp_mod._pack_recurrent(inputs["w_hh"]), torch.ops.elmo_fast.pack_panels(inputs["w_proj"]))
+    packed = (lstmp_mod._pack_gates(inputs["w_ih"]), lstmp_mod._pack_gates(inputs["w_hh"]), torch.ops.elmo_fast.pack_panels(inputs["w_proj"]))
     torch.library.opcheck(torch.ops.elmo_fast.lstmp.default, (*args[:6], None, None, None, 0.5, False, *packed))
     torch.library.opcheck(torch.ops.elmo_fast.pack_panels.default, (inputs["w_proj"],))
 
@@ -137,3 +137,19 @@ def test_input_gemm_windows(batch, width):
     inputs = random_lstm_inputs(2, batch, width, 8, 16, seed=width, lengths=lengths)
     assert int(lengths.sum()) > 512
     _assert_same(*_call(inputs, residual=True, packed=True))
+
+
+def test_thread_layouts_agree():
+    """One task per direction (threads <= D) and every step split over threads give the same bits."""
+    inputs = random_lstm_inputs(2, 9, 11, 24, 136, seed=13)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _, per_direction = _call(inputs, residual=True, packed=True)
+        torch.set_num_threads(3)
+        ref, split = _call(inputs, residual=True, packed=True)
+    finally:
+        torch.set_num_threads(threads)
+    _assert_same(ref, split)
+    for a, b in zip(per_direction, split):
+        assert torch.equal(a, b)

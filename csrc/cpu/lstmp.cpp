@@ -2,14 +2,23 @@
 // Semantics are elmo_fast.reference.lstmp_ref's; the layouts are documented there.
 //
 // Rows are sorted by decreasing length, so the rows still running at step s are the prefix
-// [0, active[s]) and every per-step operand is a dense block. The input GEMM (ATen's BLAS) runs
-// for windows of up to kChunkRows positions ahead of their steps. Each step then runs two parallel
-// phases on recurrent weights pre-packed by elmo_fast::pack_panels (see packed_gemm.h):
+// [0, active[s]) and every per-step operand is a dense block. All products run on weights pre-packed
+// by elmo_fast::pack_panels (see packed_gemm.h). The input GEMM runs for windows of up to kChunkRows
+// positions ahead of their steps; each step then runs two phases:
 //   gates:      per (direction, block of kCellBlock cells), the four gates' [rows, P] x [P, cells]
 //               products into a task-local tile, then i/j/f/o, the cell update, clipping and
 //               m = sigmoid(o) * tanh(c), fused, while the tile is in cache;
 //   projection: per (direction, block of kProjBlock columns), [rows, C] x [C, cols], then clipping,
 //               the state update, the residual and the scatter to the padded output, fused.
+// With no more threads than directions, each direction is one task that runs all its steps, so the
+// directions never wait for each other. With more threads, every phase of every step is split over
+// all of them (two barriers per step).
+//
+// NOTE: no BLAS call happens inside a task. PyTorch turns MKL's dynamic threading off, so an MKL
+// GEMM inside at::parallel_for starts a nested team: with 2 threads one [2, 1, 22, 512] layer of the
+// original model took 4.2 s instead of 0.13 s (70% of the time in libgomp's spin-wait, 1024 thread
+// hand-offs per call), and per-step barriers made [2, 32, 22, 512] take 13-17 s while another job
+// kept one of the 2 cores busy.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -20,7 +29,6 @@
 #include <optional>
 #include <vector>
 
-#include "gemm.h"
 #include "packed_gemm.h"
 #include "vec.h"
 
@@ -32,6 +40,8 @@ constexpr int64_t kCellBlock = 128;
 constexpr int64_t kProjBlock = 128;
 // Positions whose input GEMM is held at once: [D, 4C, 512] floats = 64 MiB on the original model.
 constexpr int64_t kChunkRows = 512;
+// NOTE: 96 rows of a 512-wide input (192 KiB) measured best (95 GFLOP/s on one core vs 87 unblocked).
+constexpr int64_t kInputRowBlock = 96;
 
 // The step structure of a batch: rows sorted by decreasing length (stable), and for each step how
 // many rows are still running and where that step's rows start in the packed position order.
@@ -171,6 +181,156 @@ void check_weight(const at::Tensor& t, const char* name, at::IntArrayRef shape) 
   TORCH_CHECK(t.sizes() == shape, "lstmp: ", name, " has shape ", t.sizes(), ", expected ", shape);
 }
 
+// Everything one call works on, as raw pointers into tensors that lstmp_cpu keeps alive, and the
+// three kinds of work items. Item ranges are contiguous per direction: input GEMM items are
+// (d, gate, cell block), gate items (d, cell block), projection items (d, column block).
+struct Layer {
+  const Schedule& sch;
+  int64_t dirs, batch, width, in_dim, cell, proj, cell_p, proj_p;
+  int64_t cb, n_cb, pb, n_pb, cap;
+  const float* xp;  // [D, N, Pin] inputs in step order
+  const float* ih;  // packed w_ih
+  const float* bias;
+  const float* hh;  // packed w_hh
+  const float* pr;  // packed w_proj
+  float* gx;        // per (d, gate, cell block): [cap, cells] input GEMM of the current window
+  float* h;         // [D, B, P] state, sorted rows
+  float* c;         // [D, B, C]
+  float* m;         // [D, B, C] sigmoid(o) * tanh(c) of the current step
+  float* out;       // [D, B, T, P]
+  bool residual;
+  std::optional<float> cell_clip, proj_clip;
+
+  int64_t gates() const { return 4 * cell; }
+
+  float* gx_block(int64_t d, int64_t g, int64_t kb) const { return gx + ((d * 4 + g) * n_cb + kb) * cap * cb; }
+
+  // The last step (exclusive) of the input-GEMM window that starts at step s.
+  int64_t window_end(int64_t s) const {
+    const int64_t steps = static_cast<int64_t>(sch.active.size());
+    int64_t e = s + 1;
+    while (e < steps && sch.offset[e + 1] - sch.offset[s] <= cap) {
+      ++e;
+    }
+    return e;
+  }
+
+  void input_gemm(int64_t begin, int64_t end, int64_t first, int64_t rows) const {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / (4 * n_cb), g = item / n_cb % 4, kb = item % n_cb;
+      const int64_t k0 = kb * cb, kw_p = std::min(cb, cell_p - k0);
+      const float* panels = ih + ((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * in_dim * kPanel;
+      // Row blocks keep the block of inputs in L2 while the panels stream past.
+      for (int64_t r0 = 0; r0 < rows; r0 += kInputRowBlock) {
+        const float* a = xp + (d * sch.total + first + r0) * in_dim;
+        packed_gemm(a, in_dim, std::min(kInputRowBlock, rows - r0), panels, kw_p / kPanel, in_dim, gx_block(d, g, kb) + r0 * kw_p, kw_p);
+      }
+    }
+  }
+
+  void gate_items(int64_t s, int64_t window_first, int64_t begin, int64_t end) const {
+    const int64_t rows = sch.active[s];
+    const int64_t row0 = sch.offset[s] - window_first;
+    std::unique_ptr<float[]> tile(new float[4 * rows * cb]);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / n_cb, kb = item % n_cb;
+      const int64_t k0 = kb * cb, kw = std::min(cb, cell - k0), kw_p = std::min(cb, cell_p - k0);
+      for (int64_t g = 0; g < 4; ++g) {
+        const float* panels = hh + ((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * proj * kPanel;
+        packed_gemm(h + d * batch * proj, proj, rows, panels, kw_p / kPanel, proj, tile.get() + g * rows * kw_p, kw_p);
+      }
+      GateArgs args{};
+      args.tile = tile.get();
+      args.tile_ld = kw_p;
+      for (int64_t g = 0; g < 4; ++g) {
+        args.gx[g] = gx_block(d, g, kb) + row0 * kw_p;
+      }
+      args.gx_ld = kw_p;
+      args.bias = bias + d * gates() + k0;
+      args.cell = cell;
+      args.c = c + d * batch * cell + k0;
+      args.m = m + d * batch * cell + k0;
+      args.ld = cell;
+      args.rows = rows;
+      args.width = kw;
+      args.clip = cell_clip.has_value();
+      args.clip_value = cell_clip.value_or(0.0f);
+      gates_epilogue(args);
+    }
+  }
+
+  void projection_items(int64_t s, int64_t begin, int64_t end) const {
+    const int64_t rows = sch.active[s];
+    const int64_t row0 = sch.offset[s];
+    std::unique_ptr<float[]> tile(new float[rows * pb]);
+    std::vector<float*> dst(rows);
+    std::vector<const float*> res(residual ? rows : 0);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / n_pb, p0 = item % n_pb * pb;
+      const int64_t pw = std::min(pb, proj - p0), pw_p = std::min(pb, proj_p - p0);
+      const float* panels = pr + (d * (proj_p / kPanel) + p0 / kPanel) * cell * kPanel;
+      packed_gemm(m + d * batch * cell, cell, rows, panels, pw_p / kPanel, cell, tile.get(), pw_p);
+      for (int64_t r = 0; r < rows; ++r) {
+        dst[r] = out + ((d * batch + sch.perm[r]) * width + position(d, s, sch.length[r])) * proj + p0;
+        if (residual) {
+          res[r] = xp + (d * sch.total + row0 + r) * in_dim + p0;
+        }
+      }
+      ProjArgs args{};
+      args.tile = tile.get();
+      args.tile_ld = pw_p;
+      args.h = h + d * batch * proj + p0;
+      args.ld_h = proj;
+      args.out = dst.data();
+      args.x = residual ? res.data() : nullptr;
+      args.rows = rows;
+      args.width = pw;
+      args.clip = proj_clip.has_value();
+      args.clip_value = proj_clip.value_or(0.0f);
+      proj_epilogue(args);
+    }
+  }
+
+  // All steps of directions [d_begin, d_end) on the calling thread.
+  void run_directions(int64_t d_begin, int64_t d_end) const {
+    const int64_t steps = static_cast<int64_t>(sch.active.size());
+    for (int64_t d = d_begin; d < d_end; ++d) {
+      int64_t window_first = 0;
+      for (int64_t s = 0; s < steps; ++s) {
+        if (s == 0 || sch.offset[s + 1] - window_first > cap) {
+          window_first = sch.offset[s];
+          input_gemm(d * 4 * n_cb, (d + 1) * 4 * n_cb, window_first, sch.offset[window_end(s)] - window_first);
+        }
+        gate_items(s, window_first, d * n_cb, (d + 1) * n_cb);
+        projection_items(s, d * n_pb, (d + 1) * n_pb);
+      }
+    }
+  }
+
+  // Every phase of every step split over all threads.
+  void run_split() const {
+    const int64_t steps = static_cast<int64_t>(sch.active.size());
+    int64_t window_first = 0;
+    for (int64_t s = 0; s < steps; ++s) {
+      if (s == 0 || sch.offset[s + 1] - window_first > cap) {
+        window_first = sch.offset[s];
+        const int64_t rows = sch.offset[window_end(s)] - window_first;
+        at::parallel_for(0, dirs * 4 * n_cb, 1, [&](int64_t b, int64_t e) { input_gemm(b, e, window_first, rows); });
+      }
+      at::parallel_for(0, dirs * n_cb, 1, [&](int64_t b, int64_t e) { gate_items(s, window_first, b, e); });
+      at::parallel_for(0, dirs * n_pb, 1, [&](int64_t b, int64_t e) { projection_items(s, b, e); });
+    }
+  }
+};
+
+std::optional<float> clip_value(std::optional<double> clip) {
+  // lstmp_ref clips only when the value is truthy: None and 0 both mean no clipping.
+  if (!clip.has_value() || *clip == 0.0) {
+    return std::nullopt;
+  }
+  return static_cast<float>(*clip);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
     const at::Tensor& x,
     const at::Tensor& lengths,
@@ -183,6 +343,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
     std::optional<double> cell_clip,
     std::optional<double> proj_clip,
     bool residual,
+    const std::optional<at::Tensor>& w_ih_packed,
     const std::optional<at::Tensor>& w_hh_packed,
     const std::optional<at::Tensor>& w_proj_packed) {
   TORCH_CHECK(x.dim() == 4, "lstmp: x must be (D, B, T, Pin), got ", x.sizes());
@@ -202,13 +363,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
   if (c0) {
     check_weight(*c0, "c0", {dirs, batch, cell});
   }
-  const int64_t cell_p = round_up(cell, kPanel), proj_p = round_up(proj, kPanel);
-  // Recurrent weights as 16-column panels per gate: [D, 4, Cp / 16, P, 16] and [D, Pp / 16, C, 16].
-  // The caller normally passes them packed once; otherwise they are packed here, for this call.
-  at::Tensor hh_p = w_hh_packed ? *w_hh_packed : pack_panels(w_hh.reshape({dirs, proj, 4, cell}).transpose(1, 2));
+  // Weights as 16-column panels, per gate for w_ih and w_hh ([D, 4, Cp / 16, Pin or P, 16]) and
+  // [D, Pp / 16, C, 16] for w_proj. The caller normally passes them packed once; otherwise they are
+  // packed here, for this call.
+  auto per_gate = [&](const at::Tensor& w) { return pack_panels(w.reshape({dirs, w.size(1), 4, cell}).transpose(1, 2)); };
+  at::Tensor ih_p = w_ih_packed ? *w_ih_packed : per_gate(w_ih);
+  at::Tensor hh_p = w_hh_packed ? *w_hh_packed : per_gate(w_hh);
   at::Tensor pr_p = w_proj_packed ? *w_proj_packed : pack_panels(w_proj);
+  check_packed(ih_p, "lstmp: w_ih_packed", {dirs, 4}, in_dim, cell);
   check_packed(hh_p, "lstmp: w_hh_packed", {dirs, 4}, proj, cell);
   check_packed(pr_p, "lstmp: w_proj_packed", {dirs}, cell, proj);
+  ih_p = ih_p.contiguous();
   hh_p = hh_p.contiguous();
   pr_p = pr_p.contiguous();
 
@@ -222,14 +387,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
   if (total == 0) {
     return {out, h_n, c_n};
   }
-  const at::Tensor xc = x.contiguous(), wi = w_ih.contiguous(), bi = bias.contiguous();
+  const at::Tensor xc = x.contiguous(), bi = bias.contiguous();
   const float* p_x = xc.data_ptr<float>();
-  const float* p_wi = wi.data_ptr<float>();
-  const float* p_bias = bi.data_ptr<float>();
-  const float* p_hh = hh_p.data_ptr<float>();
-  const float* p_pr = pr_p.data_ptr<float>();
-  const int64_t* perm = sch.perm.data();
-  const int64_t* len = sch.length.data();
 
   // Inputs in step order: xp[d, offset[s] + r] is what sorted row r reads at step s. [D, N, Pin]
   at::Tensor xp = at::empty({dirs, total, in_dim}, opts);
@@ -238,127 +397,43 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
     for (int64_t s = begin; s < end; ++s) {
       for (int64_t d = 0; d < dirs; ++d) {
         for (int64_t r = 0; r < sch.active[s]; ++r) {
-          const int64_t src = ((d * batch + perm[r]) * width + position(d, s, len[r])) * in_dim;
+          const int64_t src = ((d * batch + sch.perm[r]) * width + position(d, s, sch.length[r])) * in_dim;
           std::memcpy(p_xp + (d * total + sch.offset[s] + r) * in_dim, p_x + src, sizeof(float) * in_dim);
         }
       }
     }
   });
 
-  // Input GEMM for a window of steps at a time (at most kChunkRows positions, which bounds memory
-  // for long sentences), stored per (direction, gate, cell block) as a dense [rows, cells] block so
-  // that each step reads contiguous rows. The bias is added in the gate epilogue.
-  const int64_t cb = std::min(cell_p, kCellBlock);
-  const int64_t n_cb = (cell_p + cb - 1) / cb;
-  const int64_t cap = std::min(total, std::max(kChunkRows, batch));
-  at::Tensor gx = at::empty({dirs, 4, n_cb, cap * cb}, opts);
-  float* p_gx = gx.data_ptr<float>();
-  auto gx_block = [&](int64_t d, int64_t g, int64_t kb) { return p_gx + ((d * 4 + g) * n_cb + kb) * cap * cb; };
-  auto input_gemm = [&](int64_t first, int64_t rows) {
-    at::parallel_for(0, dirs * 4 * n_cb, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t d = item / (4 * n_cb), g = item / n_cb % 4, kb = item % n_cb;
-        const int64_t k0 = kb * cb, kw = std::min(cb, cell - k0);
-        const float* w = p_wi + d * in_dim * gates + g * cell + k0;
-        gemm(p_xp + (d * total + first) * in_dim, in_dim, w, gates, gx_block(d, g, kb), rows, kw, in_dim);
-      }
-    });
-  };
-
   // State in sorted row order. [D, B, P], [D, B, C]
   at::Tensor h = at::empty({dirs, batch, proj}, opts);
   at::Tensor c = at::empty({dirs, batch, cell}, opts);
   for (int64_t r = 0; r < batch; ++r) {
-    h.select(1, r).copy_(h_n.select(1, perm[r]));
-    c.select(1, r).copy_(c_n.select(1, perm[r]));
+    h.select(1, r).copy_(h_n.select(1, sch.perm[r]));
+    c.select(1, r).copy_(c_n.select(1, sch.perm[r]));
   }
-  float* p_h = h.data_ptr<float>();
-  float* p_c = c.data_ptr<float>();
-  float* p_out = out.data_ptr<float>();
+  const int64_t cell_p = round_up(cell, kPanel), proj_p = round_up(proj, kPanel);
+  const int64_t cb = std::min(cell_p, kCellBlock), pb = std::min(proj_p, kProjBlock);
+  const int64_t n_cb = (cell_p + cb - 1) / cb, n_pb = (proj_p + pb - 1) / pb;
+  // The input GEMM holds a window of at most kChunkRows positions (at least one step's rows).
+  const int64_t cap = std::min(total, std::max(kChunkRows, batch));
+  at::Tensor gx = at::empty({dirs, 4, n_cb, cap * cb}, opts);
   at::Tensor m = at::empty({dirs, batch, cell}, opts);
-  float* p_m = m.data_ptr<float>();
-
-  const int64_t pb = std::min(proj_p, kProjBlock);
-  const int64_t n_pb = (proj_p + pb - 1) / pb;
-  const bool has_cell_clip = cell_clip.has_value() && *cell_clip != 0.0;
-  const bool has_proj_clip = proj_clip.has_value() && *proj_clip != 0.0;
-
-  int64_t chunk_first = 0;
-  for (int64_t s = 0; s < steps; ++s) {
-    const int64_t rows = sch.active[s];
-    const int64_t row0 = sch.offset[s];
-    if (s == 0 || sch.offset[s + 1] - chunk_first > cap) {
-      chunk_first = row0;
-      int64_t s_end = s + 1;
-      while (s_end < steps && sch.offset[s_end + 1] - chunk_first <= cap) {
-        ++s_end;
-      }
-      input_gemm(chunk_first, sch.offset[s_end] - chunk_first);
-    }
-    at::parallel_for(0, dirs * n_cb, 1, [&](int64_t begin, int64_t end) {
-      std::unique_ptr<float[]> tile_buf(new float[4 * rows * cb]);
-      float* tile = tile_buf.get();
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t d = item / n_cb, kb = item % n_cb;
-        const int64_t k0 = kb * cb, kw = std::min(cb, cell - k0), kw_p = std::min(cb, cell_p - k0);
-        for (int64_t g = 0; g < 4; ++g) {
-          const float* panels = p_hh + ((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * proj * kPanel;
-          packed_gemm(p_h + d * batch * proj, proj, rows, panels, kw_p / kPanel, proj, tile + g * rows * kw_p, kw_p);
-        }
-        GateArgs args{};
-        args.tile = tile;
-        args.tile_ld = kw_p;
-        for (int64_t g = 0; g < 4; ++g) {
-          args.gx[g] = gx_block(d, g, kb) + (row0 - chunk_first) * kw;
-        }
-        args.gx_ld = kw;
-        args.bias = p_bias + d * gates + k0;
-        args.cell = cell;
-        args.c = p_c + d * batch * cell + k0;
-        args.m = p_m + d * batch * cell + k0;
-        args.ld = cell;
-        args.rows = rows;
-        args.width = kw;
-        args.clip = has_cell_clip;
-        args.clip_value = has_cell_clip ? static_cast<float>(*cell_clip) : 0.0f;
-        gates_epilogue(args);
-      }
-    });
-    at::parallel_for(0, dirs * n_pb, 1, [&](int64_t begin, int64_t end) {
-      std::unique_ptr<float[]> tile_buf(new float[rows * pb]);
-      float* tile = tile_buf.get();
-      std::vector<float*> dst(rows);
-      std::vector<const float*> res(residual ? rows : 0);
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t d = item / n_pb, p0 = item % n_pb * pb;
-        const int64_t pw = std::min(pb, proj - p0), pw_p = std::min(pb, proj_p - p0);
-        const float* panels = p_pr + (d * (proj_p / kPanel) + p0 / kPanel) * cell * kPanel;
-        packed_gemm(p_m + d * batch * cell, cell, rows, panels, pw_p / kPanel, cell, tile, pw_p);
-        for (int64_t r = 0; r < rows; ++r) {
-          dst[r] = p_out + ((d * batch + perm[r]) * width + position(d, s, len[r])) * proj + p0;
-          if (residual) {
-            res[r] = p_xp + (d * total + row0 + r) * in_dim + p0;
-          }
-        }
-        ProjArgs args{};
-        args.tile = tile;
-        args.tile_ld = pw_p;
-        args.h = p_h + d * batch * proj + p0;
-        args.ld_h = proj;
-        args.out = dst.data();
-        args.x = residual ? res.data() : nullptr;
-        args.rows = rows;
-        args.width = pw;
-        args.clip = has_proj_clip;
-        args.clip_value = has_proj_clip ? static_cast<float>(*proj_clip) : 0.0f;
-        proj_epilogue(args);
-      }
-    });
+  const Layer layer{
+      sch,
+      dirs, batch, width, in_dim, cell, proj, cell_p, proj_p,
+      cb, n_cb, pb, n_pb, cap,
+      p_xp, ih_p.data_ptr<float>(), bi.data_ptr<float>(), hh_p.data_ptr<float>(), pr_p.data_ptr<float>(),
+      gx.data_ptr<float>(), h.data_ptr<float>(), c.data_ptr<float>(), m.data_ptr<float>(), out.data_ptr<float>(),
+      residual, clip_value(cell_clip), clip_value(proj_clip)};
+  if (at::get_num_threads() <= dirs) {
+    at::parallel_for(0, dirs, 1, [&](int64_t begin, int64_t end) { layer.run_directions(begin, end); });
+  } else {
+    layer.run_split();
   }
 
   for (int64_t r = 0; r < batch; ++r) {
-    h_n.select(1, perm[r]).copy_(h.select(1, r));
-    c_n.select(1, perm[r]).copy_(c.select(1, r));
+    h_n.select(1, sch.perm[r]).copy_(h.select(1, r));
+    c_n.select(1, sch.perm[r]).copy_(c.select(1, r));
   }
   return {out, h_n, c_n};
 }
