@@ -130,12 +130,13 @@ def test_opcheck():
 
 @pytest.mark.parametrize("batch,width", [(40, 30), (1, 1100)], ids=["two-windows", "long-sentence"])
 def test_input_gemm_windows(batch, width):
-    """More positions than one input-GEMM window (512) holds: the windows must join seamlessly."""
+    """More positions than one input-GEMM window holds (8 MiB: 256 positions at C=1024): the windows
+    must join seamlessly."""
     g = torch.Generator().manual_seed(width)
     lengths = torch.randint(1, width + 1, (batch,), generator=g)
     lengths[0] = width
-    inputs = random_lstm_inputs(2, batch, width, 8, 16, seed=width, lengths=lengths)
-    assert int(lengths.sum()) > 512
+    inputs = random_lstm_inputs(2, batch, width, 8, 1024, seed=width, lengths=lengths)
+    assert int(lengths.sum()) > 2 * 256
     _assert_same(*_call(inputs, residual=True, packed=True))
 
 

@@ -3,8 +3,8 @@
 //
 // Rows are sorted by decreasing length, so the rows still running at step s are the prefix
 // [0, active[s]) and every per-step operand is a dense block. All products run on weights pre-packed
-// by elmo_fast::pack_panels (see packed_gemm.h). The input GEMM runs for windows of up to kChunkRows
-// positions ahead of their steps; each step then runs two phases:
+// by elmo_fast::pack_panels (see packed_gemm.h). The input GEMM runs for windows of a few steps
+// (kWindowBytes) ahead of their steps; each step then runs two phases:
 //   gates:      per (direction, block of kCellBlock cells), the four gates' [rows, P] x [P, cells]
 //               products into a task-local tile, then i/j/f/o, the cell update, clipping and
 //               m = sigmoid(o) * tanh(c), fused, while the tile is in cache;
@@ -38,8 +38,11 @@ namespace {
 // 128 cells -> four [32, 128] fp32 gate tiles = 64 KiB per task. Both are multiples of kPanel.
 constexpr int64_t kCellBlock = 128;
 constexpr int64_t kProjBlock = 128;
-// Positions whose input GEMM is held at once: [D, 4C, 512] floats = 64 MiB on the original model.
-constexpr int64_t kChunkRows = 512;
+// Bytes of input GEMM results held at once (at least one step's rows), e.g. 64 positions of the
+// original model. NOTE: with 512 positions (64 MiB) every call paid ~60 ms of page faults for the
+// fresh mmap (10% of a batch of 32); this size is reused by malloc, and each window is consumed
+// from L3 soon after it is written.
+constexpr int64_t kWindowBytes = 8 << 20;
 // NOTE: 96 rows of a 512-wide input (192 KiB) measured best (95 GFLOP/s on one core vs 87 unblocked).
 constexpr int64_t kInputRowBlock = 96;
 
@@ -414,8 +417,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
   const int64_t cell_p = round_up(cell, kPanel), proj_p = round_up(proj, kPanel);
   const int64_t cb = std::min(cell_p, kCellBlock), pb = std::min(proj_p, kProjBlock);
   const int64_t n_cb = (cell_p + cb - 1) / cb, n_pb = (proj_p + pb - 1) / pb;
-  // The input GEMM holds a window of at most kChunkRows positions (at least one step's rows).
-  const int64_t cap = std::min(total, std::max(kChunkRows, batch));
+  const int64_t cap = std::min(total, std::max<int64_t>(kWindowBytes / (dirs * 4 * cell_p * sizeof(float)), batch));
   at::Tensor gx = at::empty({dirs, 4, n_cb, cap * cb}, opts);
   at::Tensor m = at::empty({dirs, batch, cell}, opts);
   const Layer layer{
