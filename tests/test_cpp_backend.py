@@ -1,9 +1,11 @@
 """The ``cpp`` backend end to end: dispatch, fallbacks, AllenNLP parity and the token cache."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +169,42 @@ def test_token_cache_not_used_by_ref_backend():
     with torch.no_grad():
         bilm(batch_to_ids([["a", "b"]]))
     assert bilm.token_cache is not None and len(bilm.token_cache) == 0
+
+
+def test_portable_kernel_matches_reference(tmp_path):
+    """The micro-kernel for CPUs without AVX2+FMA (forced here by ELMO_FAST_DISABLE_AVX2)."""
+    script = textwrap.dedent(
+        """
+        import sys, torch
+        from elmo_fast.ops.lstmp import lstmp_cpp
+        from elmo_fast.ops.token_encoder import token_encoder_cpp
+        from elmo_fast.reference import lstmp_ref, token_encoder_ref
+        from elmo_fast import batch_to_ids
+        from elmo_fast.weights import ElmoOptions, random_weights
+        from utils import assert_close, random_lstm_inputs, random_sentences
+        inputs = random_lstm_inputs(2, 9, 7, 24, 40, seed=2)
+        args = [inputs[k] for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")]
+        with torch.no_grad():
+            out = lstmp_cpp(*args, cell_clip=3.0, proj_clip=3.0, residual=True)
+            for got, ref in zip(out, lstmp_ref(*args, cell_clip=3.0, proj_clip=3.0, residual=True)):
+                assert_close(got, ref)
+            options = ElmoOptions(projection_dim=20, cell_dim=32, filters=((1, 4), (2, 8), (3, 20)), n_highway=1, char_embed_dim=4)
+            cnn = random_weights(options).char_cnn
+            ids = batch_to_ids(random_sentences(5, seed=1))
+            assert_close(token_encoder_cpp(ids, cnn), token_encoder_ref(ids, cnn))
+        torch.save(out[0], sys.argv[1])
+        """
+    )
+    env = {**os.environ, "ELMO_FAST_DISABLE_AVX2": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    saved = tmp_path / "portable.pt"
+    done = subprocess.run([sys.executable, "-c", script, str(saved)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    inputs = random_lstm_inputs(2, 9, 7, 24, 40, seed=2)
+    args = [inputs[k] for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")]
+    with torch.no_grad():
+        here = lstmp(*args, cell_clip=3.0, proj_clip=3.0, residual=True, backend="cpp")[0]
+    portable = torch.load(saved)
+    assert_close(portable, here)
+    # Different rounding (no FMA) shows that the portable kernel really ran, where AVX2 exists.
+    if os.uname().machine == "x86_64":
+        assert not torch.equal(portable, here)

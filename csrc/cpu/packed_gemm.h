@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 #include "vec.h"
 
@@ -107,8 +108,9 @@ __attribute__((target("avx2,fma"))) void panel_kernel_avx2(
   }
 }
 
+// ELMO_FAST_DISABLE_AVX2=1 (read once) forces the portable kernel, so tests can cover it here.
 inline bool cpu_has_avx2_fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !std::getenv("ELMO_FAST_DISABLE_AVX2");
   return ok;
 }
 #endif
