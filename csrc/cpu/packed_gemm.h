@@ -1,10 +1,14 @@
-// GEMM against a weight matrix pre-packed into 16-column panels, for the recurrent LSTM products.
+// GEMM against a weight matrix pre-packed into 16-column panels: every matrix product of the cpp
+// backend (LSTM and token encoder).
 //
 // A weight W [K, N] is stored as N/16 panels, each [K, 16] contiguous (N zero-padded to a multiple
 // of 16). One pass over a panel computes a [rows, 16] block of A @ W with the whole panel streamed
-// once per 6 rows. NOTE: MKL's own GEMM re-packs W on every call; for the per-step products
+// once per 6 rows. NOTE: MKL's own GEMM re-packs W on every call; for the per-step LSTM products
 // ([32, 512] x [512, 16384]) that copy was 40% of the GEMM time in a profile, and for one row it
 // turned into strided reads. Packing once at load removes both.
+//
+// Every output element is one accumulation over k in order, whatever the row grouping: a row's
+// result does not depend on the other rows of the call.
 //
 // The AVX2+FMA micro-kernel is chosen at run time; other CPUs run the same loop in portable vectors.
 #pragma once

@@ -18,6 +18,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,9 +49,8 @@ struct FilterGroup {
 };
 
 struct MaxArgs {
-  const float* y;  // [windows, F] for this row, row stride ld
+  const float* y;  // [last_start + 1, F] windows of this row, row stride ld
   int64_t ld;
-  int64_t windows;
   int64_t last_start;  // the row's last computed window start
   int64_t slots;
   const FilterGroup* groups;
@@ -137,20 +137,25 @@ at::Tensor char_cnn_cpu(
 
   const int64_t tasks = 4 * at::get_num_threads();
   const int64_t chunk = std::clamp<int64_t>((rows + tasks - 1) / tasks, 1, kMaxChunkRows);
+  const int64_t filters_p = round_up(filters, kPanel);
   at::parallel_for(0, (rows + chunk - 1) / chunk, 1, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> last_start(chunk);
-    std::unique_ptr<float[]> cols(new float[chunk * slots * k]);
-    const int64_t filters_p = round_up(filters, kPanel);
-    std::unique_ptr<float[]> y(new float[chunk * slots * filters_p]);
+    std::vector<float> cols, y;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t r0 = task * chunk, r1 = std::min(rows, r0 + chunk);
-      // im2col: window (r, s) holds the embeddings of slots s .. s + wmax - 1 (zero past the end).
       int64_t windows = 0;
       for (int64_t r = r0; r < r1; ++r) {
+        last_start[r - r0] = trailing_run_start(p_ids + r * slots, slots);
+        windows += last_start[r - r0] + 1;
+      }
+      cols.resize(std::max<size_t>(cols.size(), windows * k));
+      y.resize(std::max<size_t>(y.size(), windows * filters_p));
+      // im2col: window (r, s) holds the embeddings of slots s .. s + wmax - 1 (zero past the end).
+      windows = 0;
+      for (int64_t r = r0; r < r1; ++r) {
         const int64_t* row = p_ids + r * slots;
-        last_start[r - r0] = std::min(trailing_run_start(row, slots), slots - 1);
         for (int64_t s = 0; s <= last_start[r - r0]; ++s, ++windows) {
-          float* dst = cols.get() + windows * k;
+          float* dst = cols.data() + windows * k;
           for (int64_t j = 0; j < wmax; ++j) {
             if (s + j < slots) {
               std::memcpy(dst + j * dim, p_embed + row[s + j] * dim, sizeof(float) * dim);
@@ -160,12 +165,11 @@ at::Tensor char_cnn_cpu(
           }
         }
       }
-      packed_gemm(cols.get(), k, windows, p_w, filters_p / kPanel, k, y.get(), filters_p);
+      packed_gemm(cols.data(), k, windows, p_w, filters_p / kPanel, k, y.data(), filters_p);
       int64_t first = 0;
       for (int64_t r = r0; r < r1; ++r) {
         MaxArgs args{};
-        args.y = y.get() + first * filters_p;
-        args.windows = last_start[r - r0] + 1;
+        args.y = y.data() + first * filters_p;
         args.last_start = last_start[r - r0];
         args.slots = slots;
         args.groups = groups.data();
@@ -175,7 +179,7 @@ at::Tensor char_cnn_cpu(
         args.tanh_act = tanh_act;
         args.out = p_out + r * filters;
         max_bias_act(args);
-        first += args.windows;
+        first += args.last_start + 1;
       }
     }
   });
