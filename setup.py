@@ -5,11 +5,13 @@ installed as ``elmo_fast.kernels``. ``elmo_fast._C`` (``csrc/ops.cpp`` + ``csrc/
 C++ CPU extension, built on every install against the torch that is installed, so install with
 ``pip install --no-build-isolation`` after installing torch (see README).
 """
+import sys
 from pathlib import Path
 
 from setuptools import setup
 
 try:
+    import torch
     from torch.utils.cpp_extension import BuildExtension, CppExtension
 except ImportError as exc:
     raise SystemExit(
@@ -20,6 +22,19 @@ except ImportError as exc:
 ROOT = Path(__file__).parent
 CPU_SOURCES = ["csrc/ops.cpp", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cpu").glob("*.cpp"))]
 
+
+def cpu_flags() -> list[str]:
+    """Compiler flags for the CPU kernels.
+
+    at::parallel_for is a header template: with torch's OpenMP backend it only runs in parallel when
+    the extension itself is compiled with OpenMP (otherwise every task runs on the calling thread).
+    """
+    flags = ["-O3", "-Wno-psabi"]
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info() and sys.platform != "darwin":
+        flags.append("/openmp" if sys.platform == "win32" else "-fopenmp")
+    return flags
+
+
 setup(
     packages=["elmo_fast", "elmo_fast.reference", "elmo_fast.ops", "elmo_fast.modules", "elmo_fast.kernels"],
     package_dir={"elmo_fast.kernels": "kernels"},
@@ -29,7 +44,7 @@ setup(
         CppExtension(
             "elmo_fast._C",
             CPU_SOURCES,
-            extra_compile_args={"cxx": ["-O3", "-Wno-psabi"]},
+            extra_compile_args={"cxx": cpu_flags()},
         )
     ],
     cmdclass={"build_ext": BuildExtension},
