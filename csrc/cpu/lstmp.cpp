@@ -14,11 +14,14 @@
 // directions never wait for each other. With more threads, every phase of every step is split over
 // all of them (two barriers per step).
 //
-// NOTE: no BLAS call happens inside a task. PyTorch turns MKL's dynamic threading off, so an MKL
-// GEMM inside at::parallel_for starts a nested team: with 2 threads one [2, 1, 22, 512] layer of the
-// original model took 4.2 s instead of 0.13 s (70% of the time in libgomp's spin-wait, 1024 thread
-// hand-offs per call), and per-step barriers made [2, 32, 22, 512] take 13-17 s while another job
-// kept one of the 2 cores busy.
+// NOTE: no BLAS call happens in the steps. PyTorch turns MKL's dynamic threading off, so every MKL
+// GEMM forks and joins its own OpenMP team (a nested one inside a task): with the input GEMM as
+// per-block MKL calls, one [2, 1, 22, 512] layer of the original model took 4.2 s with 2 threads
+// instead of 0.13 s with 1 (70% of the time in libgomp's spin-wait, 1024 thread hand-offs per call)
+// while other jobs kept the cores busy. Per-step barriers are why threads <= D gets one task per
+// direction. Measured on the 2-core machine, quiet: a [2, 32, 22, 512] layer takes 0.32 s with 2
+// threads (0.65 s with 1), [2, 1, 22, 512] 0.067 s (28 GB/s of weights: the machine's read
+// bandwidth is 30 GB/s).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -208,6 +211,10 @@ struct Layer {
 
   float* gx_block(int64_t d, int64_t g, int64_t kb) const { return gx + ((d * 4 + g) * n_cb + kb) * cap * cb; }
 
+  // The i-th item of [begin, end) at step s: odd steps walk the weights backwards, so a step starts
+  // on the panels the previous one touched last, which are still in L3.
+  static int64_t sweep(int64_t s, int64_t begin, int64_t end, int64_t i) { return s % 2 ? begin + end - 1 - i : i; }
+
   // The last step (exclusive) of the input-GEMM window that starts at step s.
   int64_t window_end(int64_t s) const {
     const int64_t steps = static_cast<int64_t>(sch.active.size());
@@ -235,7 +242,8 @@ struct Layer {
     const int64_t rows = sch.active[s];
     const int64_t row0 = sch.offset[s] - window_first;
     std::unique_ptr<float[]> tile(new float[4 * rows * cb]);
-    for (int64_t item = begin; item < end; ++item) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t item = sweep(s, begin, end, i);
       const int64_t d = item / n_cb, kb = item % n_cb;
       const int64_t k0 = kb * cb, kw = std::min(cb, cell - k0), kw_p = std::min(cb, cell_p - k0);
       for (int64_t g = 0; g < 4; ++g) {
@@ -268,7 +276,8 @@ struct Layer {
     std::unique_ptr<float[]> tile(new float[rows * pb]);
     std::vector<float*> dst(rows);
     std::vector<const float*> res(residual ? rows : 0);
-    for (int64_t item = begin; item < end; ++item) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t item = sweep(s, begin, end, i);
       const int64_t d = item / n_pb, p0 = item % n_pb * pb;
       const int64_t pw = std::min(pb, proj - p0), pw_p = std::min(pb, proj_p - p0);
       const float* panels = pr + (d * (proj_p / kPanel) + p0 / kPanel) * cell * kPanel;
