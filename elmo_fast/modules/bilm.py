@@ -10,6 +10,7 @@ from torch import nn
 from elmo_fast import _backends
 from elmo_fast.modules.token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache
 from elmo_fast.ops import lstmp, token_encoder
+from elmo_fast.ops._cpp import weight_stamp
 from elmo_fast.ops.token_encoder import ROW_EXACT
 from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
 from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, batch_to_ids_ref, length_mask
@@ -166,7 +167,7 @@ class BiLm(nn.Module):
         ids, mask = add_sentence_boundaries(char_ids, (char_ids > 0).any(dim=-1))
         unique, inverse = torch.unique(ids.reshape(-1, ids.shape[-1]), dim=0, return_inverse=True)
         cnn = self.weights().char_cnn
-        stamp = tuple((id(p), p._version, p.data_ptr(), p.dtype, p.device) for n, p in self.named_parameters() if not n.startswith("lstm_"))
+        stamp = tuple((id(p), *weight_stamp(p)) for n, p in self.named_parameters() if not n.startswith("lstm_"))
         table = self.token_cache.embed(unique, partial(token_encoder, weights=cnn, activation=self.options.activation, backend=backend), stamp)
         return table[inverse].reshape(*ids.shape[:-1], table.shape[-1]), mask
 

@@ -45,7 +45,8 @@ def use_reference(op: str, tensors: Iterable[torch.Tensor | None]) -> bool:
     return True
 
 
-def _stamp(weight: torch.Tensor) -> tuple:
+def weight_stamp(weight: torch.Tensor) -> tuple:
+    """What identifies a weight's current contents: version counter, storage, shape, dtype, device."""
     try:
         version = weight._version
     except RuntimeError:  # inference tensors keep no version counter
@@ -68,7 +69,7 @@ class PackedWeights:
     def get(self, weight: torch.Tensor, kind: str, pack: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """The packed form ``pack(weight)``, from the cache when ``weight`` is unchanged."""
         key = (id(weight), kind)
-        stamp = _stamp(weight)
+        stamp = weight_stamp(weight)
         entry = self._entries.get(key)
         if entry is None or entry[0] != stamp:
             if entry is None:
