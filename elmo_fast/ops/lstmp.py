@@ -62,8 +62,8 @@ def lstmp_cpp(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ``cpp`` backend: ``torch.ops.elmo_fast.lstmp`` on weights packed once per weight tensor.
 
-    The packed copies take as much memory as ``w_ih``, ``w_hh`` and ``w_proj`` themselves (290 MB
-    for the original model).
+    The packed copies take as much memory as ``w_ih``, ``w_hh`` and ``w_proj`` themselves (300 MB
+    for the original model; the encoder adds ~70 MB).
 
     Forward only, fp32: a call that needs gradients or another dtype runs :func:`lstmp_ref` (with a
     warning), see :mod:`elmo_fast.ops._cpp`.
