@@ -8,9 +8,12 @@ import torch
 from torch import nn
 
 from elmo_fast import _backends
+from elmo_fast.modules.token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache
 from elmo_fast.ops import lstmp, token_encoder
+from elmo_fast.ops._cpp import weight_stamp
+from elmo_fast.ops.token_encoder import ROW_EXACT
 from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
-from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, batch_to_ids_ref, length_mask
+from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, batch_to_ids_ref, length_mask
 from elmo_fast.weights import ElmoWeights
 
 STATES: tuple[str, ...] = ("carry", "zero", "warm")
@@ -55,6 +58,10 @@ class BiLm(nn.Module):
         max_sentence_length: longer sentences are refused with a clear error. Working memory of
             the ops is bounded (they process long inputs in chunks); the outputs themselves take
             ``4 * (L + 1) * 2P`` bytes per token.
+        token_cache_size: capacity of the LRU cache of token embeddings across batches (0: off).
+            It serves repeated words without running the char-CNN again, and is used only where it
+            changes no number: a backend whose encoder is row-exact (``cpp``), and no gradients
+            needed. See :class:`~elmo_fast.modules.token_cache.TokenCache`.
     """
 
     def __init__(
@@ -66,6 +73,7 @@ class BiLm(nn.Module):
         backend: str = "auto",
         vocab_to_cache: Sequence[str] | None = None,
         max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
+        token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     ) -> None:
         super().__init__()
         self.max_sentence_length = max_sentence_length
@@ -80,6 +88,7 @@ class BiLm(nn.Module):
         self._warm: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
         self._word_embedding: torch.Tensor | None = None
         self._boundary_embedding: torch.Tensor | None = None
+        self.token_cache = TokenCache(token_cache_size) if token_cache_size else None
         if vocab_to_cache is not None:
             self.cache_vocab(vocab_to_cache)
 
@@ -146,6 +155,21 @@ class BiLm(nn.Module):
                 h, c = out.final_h, out.final_c
             self._warm = (versions, h, c)
         return self._warm[1], self._warm[2]
+
+    def _use_token_cache(self, backend: str) -> bool:
+        if self.token_cache is None or backend not in ROW_EXACT:
+            return False
+        return not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+
+    def _embed_tokens_cached(self, char_ids: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings with boundaries ``(B, T + 2, P)`` and their mask, through the token cache."""
+        assert self.token_cache is not None
+        ids, mask = add_sentence_boundaries(char_ids, (char_ids > 0).any(dim=-1))
+        unique, inverse = torch.unique(ids.reshape(-1, ids.shape[-1]), dim=0, return_inverse=True)
+        cnn = self.weights().char_cnn
+        stamp = tuple((id(p), *weight_stamp(p)) for n, p in self.named_parameters() if not n.startswith("lstm_"))
+        table = self.token_cache.embed(unique, partial(token_encoder, weights=cnn, activation=self.options.activation, backend=backend), stamp)
+        return table[inverse].reshape(*ids.shape[:-1], table.shape[-1]), mask
 
     def _initial_state(self, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self._states is None:
@@ -216,6 +240,8 @@ class BiLm(nn.Module):
         token_embedding = mask = None
         if word_inputs is not None and self._word_embedding is not None:
             token_embedding, mask = self._embed_words(word_inputs.to(device))
+        elif self._use_token_cache(backend):
+            token_embedding, mask = self._embed_tokens_cached(char_ids, backend)
         return bilm_ref(
             char_ids,
             self.weights(),

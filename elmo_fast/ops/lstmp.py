@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 
+from elmo_fast.ops import _cpp
 from elmo_fast.reference.lstmp import lstmp_ref
 
 LstmpFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -38,3 +39,52 @@ def lstmp(
     """
     impl = _IMPLS.get(backend, lstmp_ref)
     return impl(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
+
+
+def _pack_gates(weight: torch.Tensor) -> torch.Tensor:
+    # (D, K, 4C) -> per gate (D, 4, K, C) -> panels (D, 4, C / 16, K, 16)
+    return _cpp.pack_matrix(weight.unflatten(-1, (4, weight.shape[-1] // 4)).transpose(1, 2))
+
+
+def lstmp_cpp(
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    bias: torch.Tensor,
+    w_proj: torch.Tensor,
+    h0: torch.Tensor | None = None,
+    c0: torch.Tensor | None = None,
+    *,
+    cell_clip: float | None = None,
+    proj_clip: float | None = None,
+    residual: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``cpp`` backend: ``torch.ops.elmo_fast.lstmp`` on weights packed once per weight tensor.
+
+    The packed copies take as much memory as ``w_ih``, ``w_hh`` and ``w_proj`` themselves (300 MB
+    for the original model; the encoder adds ~70 MB).
+
+    Forward only, fp32: a call that needs gradients or another dtype runs :func:`lstmp_ref` (with a
+    warning), see :mod:`elmo_fast.ops._cpp`.
+    """
+    if _cpp.use_reference("lstmp", (x, w_ih, w_hh, bias, w_proj, h0, c0)):
+        return lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
+    packed = (
+        _cpp.PACKED.get(w_ih, "lstmp.gates", _pack_gates),
+        _cpp.PACKED.get(w_hh, "lstmp.gates", _pack_gates),
+        _cpp.PACKED.get(w_proj, "lstmp.w_proj", _cpp.pack_matrix),
+    )
+    out, h_n, c_n = torch.ops.elmo_fast.lstmp(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip, proj_clip, residual, *packed)
+    return out, h_n, c_n
+
+
+if _cpp.available():
+
+    @torch.library.register_fake("elmo_fast::lstmp")
+    def _lstmp_fake(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip, proj_clip, residual, w_ih_packed=None, w_hh_packed=None, w_proj_packed=None):
+        dirs, batch, width, _ = x.shape
+        cell, proj = w_proj.shape[1], w_proj.shape[2]
+        return x.new_empty(dirs, batch, width, proj), x.new_empty(dirs, batch, proj), x.new_empty(dirs, batch, cell)
+
+    _IMPLS["cpp"] = lstmp_cpp

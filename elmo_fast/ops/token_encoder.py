@@ -8,12 +8,77 @@ from collections.abc import Callable
 
 import torch
 
+from elmo_fast.ops import _cpp
 from elmo_fast.reference.token_encoder import token_encoder_ref
 
 _IMPLS: dict[str, Callable[..., torch.Tensor]] = {"ref": token_encoder_ref}
+
+# Backends whose result for a token does not depend on the other tokens of the call (bit for bit),
+# so that caching token embeddings across batches changes no number.
+ROW_EXACT: set[str] = set()
+
+# Distinct tokens encoded per call of the compiled ops: bounds working memory (the original model's
+# highway layers hold 2 x 8 KiB per token).
+CPP_CHUNK_ROWS: int = 4096
 
 
 def token_encoder(char_ids: torch.Tensor, weights, activation: str = "relu", *, backend: str = "ref") -> torch.Tensor:
     """Embed int64 ``(..., 50)`` character ids as ``(..., P)`` with a :class:`~elmo_fast.weights.CharCNNWeights`."""
     impl = _IMPLS.get(backend, token_encoder_ref)
     return impl(char_ids, weights, activation)
+
+
+def _weight_tensors(weights) -> list[torch.Tensor]:
+    tensors = [weights.char_embed, *weights.conv_weights, *weights.conv_biases, weights.proj_weight, weights.proj_bias]
+    for layer in weights.highway:
+        tensors += [layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry]
+    return tensors
+
+
+def token_encoder_cpp(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
+    """The ``cpp`` backend: the encoder runs once per distinct token (row of ids) in ``char_ids``.
+
+    ``elmo_fast::char_cnn``, ``highway`` and ``dense`` give each row a result that does not depend on
+    the other rows, so computing each distinct row once changes no number. Forward only, fp32: a
+    call that needs gradients or another dtype runs :func:`token_encoder_ref` (with a warning).
+    """
+    if _cpp.use_reference("token_encoder", _weight_tensors(weights)):
+        return token_encoder_ref(char_ids, weights, activation)
+    lead = char_ids.shape[:-1]
+    flat = char_ids.reshape(-1, char_ids.shape[-1])
+    unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+    pieces = [_encode_cpp(unique[start : start + CPP_CHUNK_ROWS], weights, activation) for start in range(0, len(unique), CPP_CHUNK_ROWS)]
+    x = torch.cat(pieces) if pieces else weights.proj_bias.new_zeros(0, weights.proj_bias.shape[0])
+    return x[inverse].reshape(*lead, x.shape[-1])
+
+
+def _encode_cpp(char_ids: torch.Tensor, weights, activation: str) -> torch.Tensor:
+    x = torch.ops.elmo_fast.char_cnn(char_ids, weights.char_embed, weights.conv_weights, weights.conv_biases, activation)
+    for layer in weights.highway:
+        x = torch.ops.elmo_fast.highway(
+            x,
+            layer.w_transform,
+            layer.b_transform,
+            layer.w_carry,
+            layer.b_carry,
+            _cpp.PACKED.get(layer.w_transform, "highway", _cpp.pack_matrix),
+            _cpp.PACKED.get(layer.w_carry, "highway", _cpp.pack_matrix),
+        )
+    return torch.ops.elmo_fast.dense(x, weights.proj_weight, weights.proj_bias, _cpp.PACKED.get(weights.proj_weight, "dense", _cpp.pack_matrix))
+
+if _cpp.available():
+
+    @torch.library.register_fake("elmo_fast::char_cnn")
+    def _char_cnn_fake(char_ids, char_embed, conv_weights, conv_biases, activation):
+        return char_embed.new_empty(char_ids.shape[0], sum(w.shape[0] for w in conv_weights))
+
+    @torch.library.register_fake("elmo_fast::highway")
+    def _highway_fake(x, w_transform, b_transform, w_carry, b_carry, w_transform_packed=None, w_carry_packed=None):
+        return torch.empty_like(x)
+
+    @torch.library.register_fake("elmo_fast::dense")
+    def _dense_fake(x, weight, bias, weight_packed=None):
+        return x.new_empty(x.shape[0], weight.shape[1])
+
+    _IMPLS["cpp"] = token_encoder_cpp
+    ROW_EXACT.add("cpp")

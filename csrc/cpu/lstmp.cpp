@@ -1,0 +1,458 @@
+// CPU forward of elmo_fast::lstmp: one LSTM-with-projection layer, D directions, over a padded batch.
+// Semantics are elmo_fast.reference.lstmp_ref's; the layouts are documented there.
+//
+// Rows are sorted by decreasing length, so the rows still running at step s are the prefix
+// [0, active[s]) and every per-step operand is a dense block. All products run on weights pre-packed
+// by elmo_fast::pack_panels (see packed_gemm.h). The input GEMM runs for windows of a few steps
+// (kWindowBytes) ahead of their steps; each step then runs two phases:
+//   gates:      per (direction, block of kCellBlock cells), the four gates' [rows, P] x [P, cells]
+//               products into a task-local tile, then i/j/f/o, the cell update, clipping and
+//               m = sigmoid(o) * tanh(c), fused, while the tile is in cache;
+//   projection: per (direction, block of kProjBlock columns), [rows, C] x [C, cols], then clipping,
+//               the state update, the residual and the scatter to the padded output, fused.
+// With no more threads than directions, each direction is one task that runs all its steps, so the
+// directions never wait for each other. With more threads, every phase of every step is split over
+// all of them (two barriers per step).
+//
+// NOTE: no BLAS call happens in the steps. PyTorch turns MKL's dynamic threading off, so every MKL
+// GEMM forks and joins its own OpenMP team (a nested one inside a task): with the input GEMM as
+// per-block MKL calls, one [2, 1, 22, 512] layer of the original model took 4.2 s with 2 threads
+// instead of 0.13 s with 1 (70% of the time in libgomp's spin-wait, 1024 thread hand-offs per call)
+// while other jobs kept the cores busy. Per-step barriers are why threads <= D gets one task per
+// direction. Measured on the 2-core machine, quiet: a [2, 32, 22, 512] layer takes 0.32 s with 2
+// threads (0.65 s with 1), [2, 1, 22, 512] 0.067 s (28 GB/s of weights: the machine's read
+// bandwidth is 30 GB/s).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <memory>
+#include <numeric>
+#include <optional>
+#include <vector>
+
+#include "packed_gemm.h"
+#include "vec.h"
+
+namespace elmo_fast::cpu {
+namespace {
+
+// 128 cells -> four [32, 128] fp32 gate tiles = 64 KiB per task. Both are multiples of kPanel.
+constexpr int64_t kCellBlock = 128;
+constexpr int64_t kProjBlock = 128;
+// Bytes of input GEMM results held at once (at least one step's rows), e.g. 64 positions of the
+// original model. NOTE: with 512 positions (64 MiB) every call paid ~60 ms of page faults for the
+// fresh mmap (10% of a batch of 32); this size is reused by malloc, and each window is consumed
+// from L3 soon after it is written.
+constexpr int64_t kWindowBytes = 8 << 20;
+// NOTE: 96 rows of a 512-wide input (192 KiB) measured best (95 GFLOP/s on one core vs 87 unblocked).
+constexpr int64_t kInputRowBlock = 96;
+
+// The step structure of a batch: rows sorted by decreasing length (stable), and for each step how
+// many rows are still running and where that step's rows start in the packed position order.
+struct Schedule {
+  std::vector<int64_t> perm;
+  std::vector<int64_t> length;
+  std::vector<int64_t> active;
+  std::vector<int64_t> offset;
+  int64_t total = 0;
+};
+
+Schedule make_schedule(const at::Tensor& lengths, int64_t width) {
+  const at::Tensor lens = lengths.to(at::kCPU, at::kLong).contiguous();
+  const int64_t batch = lens.numel();
+  const int64_t* p_len = lens.data_ptr<int64_t>();
+  Schedule sch;
+  sch.perm.resize(batch);
+  std::iota(sch.perm.begin(), sch.perm.end(), 0);
+  for (int64_t b = 0; b < batch; ++b) {
+    TORCH_CHECK(p_len[b] >= 0 && p_len[b] <= width, "lstmp: lengths[", b, "] = ", p_len[b], " is outside [0, ", width, "]");
+  }
+  std::stable_sort(sch.perm.begin(), sch.perm.end(), [&](int64_t a, int64_t b) { return p_len[a] > p_len[b]; });
+  sch.length.resize(batch);
+  for (int64_t r = 0; r < batch; ++r) {
+    sch.length[r] = p_len[sch.perm[r]];
+  }
+  const int64_t steps = batch ? sch.length[0] : 0;
+  sch.active.assign(steps, 0);
+  sch.offset.assign(steps + 1, 0);
+  for (int64_t r = 0; r < batch; ++r) {
+    for (int64_t s = 0; s < sch.length[r]; ++s) {
+      sch.active[s] += 1;
+    }
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    sch.offset[s + 1] = sch.offset[s] + sch.active[s];
+  }
+  sch.total = sch.offset[steps];
+  return sch;
+}
+
+// Position read at step s by sorted row r: direction 0 reads left to right, direction 1 starts at
+// the row's own last position.
+inline int64_t position(int64_t dir, int64_t step, int64_t len) {
+  return dir == 0 ? step : len - 1 - step;
+}
+
+struct GateArgs {
+  // [4][rows, tile_ld] recurrent GEMM results, then the matching rows of each gate's input GEMM block.
+  const float* tile;
+  int64_t tile_ld;
+  const float* gx[4];
+  int64_t gx_ld;
+  const float* bias;  // [4C] for this direction, already offset to the block's first cell
+  int64_t cell;       // C: distance between gate blocks in `bias`
+  float* c;           // cell state rows, row stride ld
+  float* m;           // sigmoid(o) * tanh(c) rows, row stride ld
+  int64_t ld;
+  int64_t rows;
+  int64_t width;
+  bool clip;
+  float clip_value;
+};
+
+ELMO_FAST_ISA_CLONES void gates_epilogue(const GateArgs& a) {
+  const int64_t plane = a.rows * a.tile_ld;
+  for (int64_t r = 0; r < a.rows; ++r) {
+    const float* t = a.tile + r * a.tile_ld;
+    const float* gi = a.gx[0] + r * a.gx_ld;
+    const float* gj = a.gx[1] + r * a.gx_ld;
+    const float* gf = a.gx[2] + r * a.gx_ld;
+    const float* go = a.gx[3] + r * a.gx_ld;
+    float* c = a.c + r * a.ld;
+    float* m = a.m + r * a.ld;
+    for (int64_t k = 0; k < a.width; k += kLanes) {
+      const int64_t n = std::min(kLanes, a.width - k);
+      auto load = [&](const float* p) { return n == kLanes ? vload(p + k) : vload_n(p + k, n); };
+      vfloat zi = load(t) + load(gi) + load(a.bias);
+      vfloat zj = load(t + plane) + load(gj) + load(a.bias + a.cell);
+      vfloat zf = load(t + 2 * plane) + load(gf) + load(a.bias + 2 * a.cell);
+      vfloat zo = load(t + 3 * plane) + load(go) + load(a.bias + 3 * a.cell);
+      vfloat c_new = vsigmoid(zf) * load(c) + vsigmoid(zi) * vtanh(zj);
+      if (a.clip) {
+        c_new = vclamp(c_new, -a.clip_value, a.clip_value);
+      }
+      vfloat m_new = vsigmoid(zo) * vtanh(c_new);
+      if (n == kLanes) {
+        vstore(c + k, c_new);
+        vstore(m + k, m_new);
+      } else {
+        vstore_n(c + k, c_new, n);
+        vstore_n(m + k, m_new, n);
+      }
+    }
+  }
+}
+
+struct ProjArgs {
+  const float* tile;      // [rows, tile_ld]
+  int64_t tile_ld;
+  float* h;               // state rows, row stride ld_h
+  int64_t ld_h;
+  float* const* out;      // per row: destination in the padded output
+  const float* const* x;  // per row: residual input, or null
+  int64_t rows;
+  int64_t width;
+  bool clip;
+  float clip_value;
+};
+
+ELMO_FAST_ISA_CLONES void proj_epilogue(const ProjArgs& a) {
+  for (int64_t r = 0; r < a.rows; ++r) {
+    const float* t = a.tile + r * a.tile_ld;
+    float* h = a.h + r * a.ld_h;
+    float* out = a.out[r];
+    const float* x = a.x ? a.x[r] : nullptr;
+    for (int64_t k = 0; k < a.width; k += kLanes) {
+      const int64_t n = std::min(kLanes, a.width - k);
+      vfloat v = n == kLanes ? vload(t + k) : vload_n(t + k, n);
+      if (a.clip) {
+        v = vclamp(v, -a.clip_value, a.clip_value);
+      }
+      vfloat o = x ? v + (n == kLanes ? vload(x + k) : vload_n(x + k, n)) : v;
+      if (n == kLanes) {
+        vstore(h + k, v);
+        vstore(out + k, o);
+      } else {
+        vstore_n(h + k, v, n);
+        vstore_n(out + k, o, n);
+      }
+    }
+  }
+}
+
+void check_weight(const at::Tensor& t, const char* name, at::IntArrayRef shape) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat, "lstmp: ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK(t.sizes() == shape, "lstmp: ", name, " has shape ", t.sizes(), ", expected ", shape);
+}
+
+// Everything one call works on, as raw pointers into tensors that lstmp_cpu keeps alive, and the
+// three kinds of work items. Item ranges are contiguous per direction: input GEMM items are
+// (d, gate, cell block), gate items (d, cell block), projection items (d, column block).
+struct Layer {
+  const Schedule& sch;
+  int64_t dirs, batch, width, in_dim, cell, proj, cell_p, proj_p;
+  int64_t cb, n_cb, pb, n_pb, cap;
+  const float* xp;  // [D, N, Pin] inputs in step order
+  const float* ih;  // packed w_ih
+  const float* bias;
+  const float* hh;  // packed w_hh
+  const float* pr;  // packed w_proj
+  float* gx;        // per (d, gate, cell block): [cap, cells] input GEMM of the current window
+  float* h;         // [D, B, P] state, sorted rows
+  float* c;         // [D, B, C]
+  float* m;         // [D, B, C] sigmoid(o) * tanh(c) of the current step
+  float* out;       // [D, B, T, P]
+  bool residual;
+  std::optional<float> cell_clip, proj_clip;
+
+  int64_t gates() const { return 4 * cell; }
+
+  float* gx_block(int64_t d, int64_t g, int64_t kb) const { return gx + ((d * 4 + g) * n_cb + kb) * cap * cb; }
+
+  // The i-th item of [begin, end) at step s: odd steps walk the weights backwards, so a step starts
+  // on the panels the previous one touched last, which are still in L3.
+  static int64_t sweep(int64_t s, int64_t begin, int64_t end, int64_t i) { return s % 2 ? begin + end - 1 - i : i; }
+
+  // The last step (exclusive) of the input-GEMM window that starts at step s.
+  int64_t window_end(int64_t s) const {
+    const int64_t steps = static_cast<int64_t>(sch.active.size());
+    int64_t e = s + 1;
+    while (e < steps && sch.offset[e + 1] - sch.offset[s] <= cap) {
+      ++e;
+    }
+    return e;
+  }
+
+  void input_gemm(int64_t begin, int64_t end, int64_t first, int64_t rows) const {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / (4 * n_cb), g = item / n_cb % 4, kb = item % n_cb;
+      const int64_t k0 = kb * cb, kw_p = std::min(cb, cell_p - k0);
+      const float* panels = ih + ((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * in_dim * kPanel;
+      // Row blocks keep the block of inputs in L2 while the panels stream past.
+      for (int64_t r0 = 0; r0 < rows; r0 += kInputRowBlock) {
+        const float* a = xp + (d * sch.total + first + r0) * in_dim;
+        packed_gemm(a, in_dim, std::min(kInputRowBlock, rows - r0), panels, kw_p / kPanel, in_dim, gx_block(d, g, kb) + r0 * kw_p, kw_p);
+      }
+    }
+  }
+
+  void gate_items(int64_t s, int64_t window_first, int64_t begin, int64_t end) const {
+    const int64_t rows = sch.active[s];
+    const int64_t row0 = sch.offset[s] - window_first;
+    std::unique_ptr<float[]> tile(new float[4 * rows * cb]);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t item = sweep(s, begin, end, i);
+      const int64_t d = item / n_cb, kb = item % n_cb;
+      const int64_t k0 = kb * cb, kw = std::min(cb, cell - k0), kw_p = std::min(cb, cell_p - k0);
+      for (int64_t g = 0; g < 4; ++g) {
+        const float* panels = hh + ((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * proj * kPanel;
+        packed_gemm(h + d * batch * proj, proj, rows, panels, kw_p / kPanel, proj, tile.get() + g * rows * kw_p, kw_p);
+      }
+      GateArgs args{};
+      args.tile = tile.get();
+      args.tile_ld = kw_p;
+      for (int64_t g = 0; g < 4; ++g) {
+        args.gx[g] = gx_block(d, g, kb) + row0 * kw_p;
+      }
+      args.gx_ld = kw_p;
+      args.bias = bias + d * gates() + k0;
+      args.cell = cell;
+      args.c = c + d * batch * cell + k0;
+      args.m = m + d * batch * cell + k0;
+      args.ld = cell;
+      args.rows = rows;
+      args.width = kw;
+      args.clip = cell_clip.has_value();
+      args.clip_value = cell_clip.value_or(0.0f);
+      gates_epilogue(args);
+    }
+  }
+
+  void projection_items(int64_t s, int64_t begin, int64_t end) const {
+    const int64_t rows = sch.active[s];
+    const int64_t row0 = sch.offset[s];
+    std::unique_ptr<float[]> tile(new float[rows * pb]);
+    std::vector<float*> dst(rows);
+    std::vector<const float*> res(residual ? rows : 0);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t item = sweep(s, begin, end, i);
+      const int64_t d = item / n_pb, p0 = item % n_pb * pb;
+      const int64_t pw = std::min(pb, proj - p0), pw_p = std::min(pb, proj_p - p0);
+      const float* panels = pr + (d * (proj_p / kPanel) + p0 / kPanel) * cell * kPanel;
+      packed_gemm(m + d * batch * cell, cell, rows, panels, pw_p / kPanel, cell, tile.get(), pw_p);
+      for (int64_t r = 0; r < rows; ++r) {
+        dst[r] = out + ((d * batch + sch.perm[r]) * width + position(d, s, sch.length[r])) * proj + p0;
+        if (residual) {
+          res[r] = xp + (d * sch.total + row0 + r) * in_dim + p0;
+        }
+      }
+      ProjArgs args{};
+      args.tile = tile.get();
+      args.tile_ld = pw_p;
+      args.h = h + d * batch * proj + p0;
+      args.ld_h = proj;
+      args.out = dst.data();
+      args.x = residual ? res.data() : nullptr;
+      args.rows = rows;
+      args.width = pw;
+      args.clip = proj_clip.has_value();
+      args.clip_value = proj_clip.value_or(0.0f);
+      proj_epilogue(args);
+    }
+  }
+
+  // All steps of directions [d_begin, d_end) on the calling thread.
+  void run_directions(int64_t d_begin, int64_t d_end) const {
+    const int64_t steps = static_cast<int64_t>(sch.active.size());
+    for (int64_t d = d_begin; d < d_end; ++d) {
+      int64_t window_first = 0;
+      for (int64_t s = 0; s < steps; ++s) {
+        if (s == 0 || sch.offset[s + 1] - window_first > cap) {
+          window_first = sch.offset[s];
+          input_gemm(d * 4 * n_cb, (d + 1) * 4 * n_cb, window_first, sch.offset[window_end(s)] - window_first);
+        }
+        gate_items(s, window_first, d * n_cb, (d + 1) * n_cb);
+        projection_items(s, d * n_pb, (d + 1) * n_pb);
+      }
+    }
+  }
+
+  // Every phase of every step split over all threads.
+  void run_split() const {
+    const int64_t steps = static_cast<int64_t>(sch.active.size());
+    int64_t window_first = 0;
+    for (int64_t s = 0; s < steps; ++s) {
+      if (s == 0 || sch.offset[s + 1] - window_first > cap) {
+        window_first = sch.offset[s];
+        const int64_t rows = sch.offset[window_end(s)] - window_first;
+        at::parallel_for(0, dirs * 4 * n_cb, 1, [&](int64_t b, int64_t e) { input_gemm(b, e, window_first, rows); });
+      }
+      at::parallel_for(0, dirs * n_cb, 1, [&](int64_t b, int64_t e) { gate_items(s, window_first, b, e); });
+      at::parallel_for(0, dirs * n_pb, 1, [&](int64_t b, int64_t e) { projection_items(s, b, e); });
+    }
+  }
+};
+
+std::optional<float> clip_value(std::optional<double> clip) {
+  // lstmp_ref clips only when the value is truthy: None and 0 both mean no clipping.
+  if (!clip.has_value() || *clip == 0.0) {
+    return std::nullopt;
+  }
+  return static_cast<float>(*clip);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
+    const at::Tensor& x,
+    const at::Tensor& lengths,
+    const at::Tensor& w_ih,
+    const at::Tensor& w_hh,
+    const at::Tensor& bias,
+    const at::Tensor& w_proj,
+    const std::optional<at::Tensor>& h0,
+    const std::optional<at::Tensor>& c0,
+    std::optional<double> cell_clip,
+    std::optional<double> proj_clip,
+    bool residual,
+    const std::optional<at::Tensor>& w_ih_packed,
+    const std::optional<at::Tensor>& w_hh_packed,
+    const std::optional<at::Tensor>& w_proj_packed) {
+  TORCH_CHECK(x.dim() == 4, "lstmp: x must be (D, B, T, Pin), got ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "lstmp: the cpp backend runs float32, got ", x.scalar_type());
+  const int64_t dirs = x.size(0), batch = x.size(1), width = x.size(2), in_dim = x.size(3);
+  TORCH_CHECK(w_proj.dim() == 3, "lstmp: w_proj must be (D, C, P), got ", w_proj.sizes());
+  const int64_t cell = w_proj.size(1), proj = w_proj.size(2), gates = 4 * cell;
+  check_weight(w_ih, "w_ih", {dirs, in_dim, gates});
+  check_weight(w_hh, "w_hh", {dirs, proj, gates});
+  check_weight(bias, "bias", {dirs, gates});
+  check_weight(w_proj, "w_proj", {dirs, cell, proj});
+  TORCH_CHECK(lengths.dim() == 1 && lengths.size(0) == batch, "lstmp: lengths must be (B,) = (", batch, "), got ", lengths.sizes());
+  TORCH_CHECK(!residual || in_dim == proj, "lstmp: residual needs input width ", in_dim, " == projection width ", proj);
+  if (h0) {
+    check_weight(*h0, "h0", {dirs, batch, proj});
+  }
+  if (c0) {
+    check_weight(*c0, "c0", {dirs, batch, cell});
+  }
+  // Weights as 16-column panels, per gate for w_ih and w_hh ([D, 4, Cp / 16, Pin or P, 16]) and
+  // [D, Pp / 16, C, 16] for w_proj. The caller normally passes them packed once; otherwise they are
+  // packed here, for this call.
+  auto per_gate = [&](const at::Tensor& w) { return pack_panels(w.reshape({dirs, w.size(1), 4, cell}).transpose(1, 2)); };
+  at::Tensor ih_p = w_ih_packed ? *w_ih_packed : per_gate(w_ih);
+  at::Tensor hh_p = w_hh_packed ? *w_hh_packed : per_gate(w_hh);
+  at::Tensor pr_p = w_proj_packed ? *w_proj_packed : pack_panels(w_proj);
+  check_packed(ih_p, "lstmp: w_ih_packed", {dirs, 4}, in_dim, cell);
+  check_packed(hh_p, "lstmp: w_hh_packed", {dirs, 4}, proj, cell);
+  check_packed(pr_p, "lstmp: w_proj_packed", {dirs}, cell, proj);
+  ih_p = ih_p.contiguous();
+  hh_p = hh_p.contiguous();
+  pr_p = pr_p.contiguous();
+
+  const Schedule sch = make_schedule(lengths, width);
+  const int64_t total = sch.total;
+  const int64_t steps = static_cast<int64_t>(sch.active.size());
+  const auto opts = x.options();
+  at::Tensor out = at::zeros({dirs, batch, width, proj}, opts);
+  at::Tensor h_n = h0 ? h0->contiguous().clone() : at::zeros({dirs, batch, proj}, opts);
+  at::Tensor c_n = c0 ? c0->contiguous().clone() : at::zeros({dirs, batch, cell}, opts);
+  if (total == 0) {
+    return {out, h_n, c_n};
+  }
+  const at::Tensor xc = x.contiguous(), bi = bias.contiguous();
+  const float* p_x = xc.data_ptr<float>();
+
+  // Inputs in step order: xp[d, offset[s] + r] is what sorted row r reads at step s. [D, N, Pin]
+  at::Tensor xp = at::empty({dirs, total, in_dim}, opts);
+  float* p_xp = xp.data_ptr<float>();
+  at::parallel_for(0, steps, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      for (int64_t d = 0; d < dirs; ++d) {
+        for (int64_t r = 0; r < sch.active[s]; ++r) {
+          const int64_t src = ((d * batch + sch.perm[r]) * width + position(d, s, sch.length[r])) * in_dim;
+          std::memcpy(p_xp + (d * total + sch.offset[s] + r) * in_dim, p_x + src, sizeof(float) * in_dim);
+        }
+      }
+    }
+  });
+
+  // State in sorted row order. [D, B, P], [D, B, C]
+  at::Tensor h = at::empty({dirs, batch, proj}, opts);
+  at::Tensor c = at::empty({dirs, batch, cell}, opts);
+  for (int64_t r = 0; r < batch; ++r) {
+    h.select(1, r).copy_(h_n.select(1, sch.perm[r]));
+    c.select(1, r).copy_(c_n.select(1, sch.perm[r]));
+  }
+  const int64_t cell_p = round_up(cell, kPanel), proj_p = round_up(proj, kPanel);
+  const int64_t cb = std::min(cell_p, kCellBlock), pb = std::min(proj_p, kProjBlock);
+  const int64_t n_cb = (cell_p + cb - 1) / cb, n_pb = (proj_p + pb - 1) / pb;
+  const int64_t cap = std::min(total, std::max<int64_t>(kWindowBytes / (dirs * 4 * cell_p * sizeof(float)), batch));
+  at::Tensor gx = at::empty({dirs, 4, n_cb, cap * cb}, opts);
+  at::Tensor m = at::empty({dirs, batch, cell}, opts);
+  const Layer layer{
+      sch,
+      dirs, batch, width, in_dim, cell, proj, cell_p, proj_p,
+      cb, n_cb, pb, n_pb, cap,
+      p_xp, ih_p.data_ptr<float>(), bi.data_ptr<float>(), hh_p.data_ptr<float>(), pr_p.data_ptr<float>(),
+      gx.data_ptr<float>(), h.data_ptr<float>(), c.data_ptr<float>(), m.data_ptr<float>(), out.data_ptr<float>(),
+      residual, clip_value(cell_clip), clip_value(proj_clip)};
+  if (at::get_num_threads() <= dirs) {
+    at::parallel_for(0, dirs, 1, [&](int64_t begin, int64_t end) { layer.run_directions(begin, end); });
+  } else {
+    layer.run_split();
+  }
+
+  for (int64_t r = 0; r < batch; ++r) {
+    h_n.select(1, sch.perm[r]).copy_(h.select(1, r));
+    c_n.select(1, sch.perm[r]).copy_(c.select(1, r));
+  }
+  return {out, h_n, c_n};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(elmo_fast, CPU, m) {
+  m.impl("lstmp", &lstmp_cpu);
+}
+
+}  // namespace elmo_fast::cpu

@@ -1,0 +1,97 @@
+// Portable 8-lane float vectors (GCC/Clang vector extensions) and the few transcendental functions
+// the fused epilogues need, written without libm so that they vectorise.
+//
+// Every hot loop is compiled twice: once for the baseline ISA and once with AVX2 (ELMO_FAST_ISA_CLONES),
+// selected at load time by the compiler's ifunc resolver. The same source then runs with 256-bit
+// registers on AVX2 machines and with two 128-bit halves (SSE2 / NEON) elsewhere.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace elmo_fast::cpu {
+
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
+#define ELMO_FAST_ISA_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define ELMO_FAST_ISA_CLONES
+#endif
+
+#define ELMO_FAST_INLINE inline __attribute__((always_inline))
+
+constexpr int64_t kLanes = 8;
+typedef float vfloat __attribute__((vector_size(32)));
+typedef int32_t vint __attribute__((vector_size(32)));
+
+ELMO_FAST_INLINE vfloat vload(const float* p) {
+  vfloat v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+ELMO_FAST_INLINE void vstore(float* p, vfloat v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+ELMO_FAST_INLINE vfloat vsplat(float x) {
+  return vfloat{} + x;
+}
+
+ELMO_FAST_INLINE vfloat vmax(vfloat a, vfloat b) {
+  return a > b ? a : b;
+}
+
+ELMO_FAST_INLINE vfloat vclamp(vfloat x, float lo, float hi) {
+  x = x < lo ? vsplat(lo) : x;
+  return x > hi ? vsplat(hi) : x;
+}
+
+// exp(x) by Cody-Waite range reduction and a degree-6 polynomial (Cephes expf): max relative
+// error ~1.5e-7 over [-87, 88]; inputs are clamped to that range (exp(-87) ~ 1.6e-38).
+ELMO_FAST_INLINE vfloat vexp(vfloat x) {
+  x = vclamp(x, -87.0f, 88.0f);
+  // 1.5 * 2^23: adding it rounds to the nearest integer and leaves that integer in the low mantissa bits.
+  const float round_magic = 12582912.0f;
+  vfloat t = x * 1.44269504088896341f + round_magic;
+  vfloat n = t - round_magic;
+  vfloat r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  vfloat p = vsplat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  vint bits = (vint)t;
+  bits = (bits - 0x4B400000 + 127) << 23;
+  return p * (vfloat)bits;
+}
+
+ELMO_FAST_INLINE vfloat vsigmoid(vfloat x) {
+  return 1.0f / (1.0f + vexp(-x));
+}
+
+// tanh(x) = 2 sigmoid(2x) - 1: absolute error ~2e-7, which is what the fp32 tolerance needs.
+ELMO_FAST_INLINE vfloat vtanh(vfloat x) {
+  return 2.0f / (1.0f + vexp(-2.0f * x)) - 1.0f;
+}
+
+ELMO_FAST_INLINE vfloat vrelu(vfloat x) {
+  return x > 0.0f ? x : vsplat(0.0f);
+}
+
+// Loads and stores of a tail shorter than one vector go through a zero-padded buffer.
+ELMO_FAST_INLINE vfloat vload_n(const float* p, int64_t n) {
+  float buf[kLanes] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  std::memcpy(buf, p, sizeof(float) * n);
+  return vload(buf);
+}
+
+ELMO_FAST_INLINE void vstore_n(float* p, vfloat v, int64_t n) {
+  float buf[kLanes];
+  vstore(buf, v);
+  std::memcpy(p, buf, sizeof(float) * n);
+}
+
+}  // namespace elmo_fast::cpu

@@ -1,0 +1,109 @@
+"""What the ``cpp`` backend's op wrappers share: the packed-weight cache and the fallback to ``ref``.
+
+The compiled CPU ops (``torch.ops.elmo_fast.*``, built from ``csrc/``) are forward-only and fp32. A
+call that needs gradients through them, or that runs in another dtype, is served by the reference
+instead, with a warning that says so (once per op and reason), so training through ``backend="cpp"``
+gives correct gradients rather than none.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+import weakref
+from collections.abc import Callable, Iterable
+
+import torch
+
+from elmo_fast import _backends
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def reference_reason(tensors: Iterable[torch.Tensor | None]) -> str | None:
+    """Why the compiled op cannot serve a call on ``tensors`` (None when it can)."""
+    present = [t for t in tensors if t is not None]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in present):
+        return "gradients are required (the compiled op has no backward)"
+    dtypes = {t.dtype for t in present if t.is_floating_point()}
+    if dtypes - {torch.float32}:
+        return f"it runs float32 only, got {', '.join(sorted(str(d) for d in dtypes))}"
+    return None
+
+
+def use_reference(op: str, tensors: Iterable[torch.Tensor | None]) -> bool:
+    """True when ``op`` must run the reference for this call; warns once per op and reason."""
+    reason = reference_reason(tensors)
+    if reason is None:
+        return False
+    if (op, reason) not in _WARNED:
+        _WARNED.add((op, reason))
+        warnings.warn(
+            f"elmo_fast: backend 'cpp' runs {op} with the 'ref' implementation because {reason}; "
+            "use torch.no_grad() (or requires_grad=False) with float32 weights for the compiled path.",
+            stacklevel=3,
+        )
+    return True
+
+
+def weight_stamp(weight: torch.Tensor) -> tuple:
+    """What identifies a weight's current contents: version counter, storage, shape, dtype, device."""
+    try:
+        version = weight._version
+    except RuntimeError:  # inference tensors keep no version counter
+        version = -1
+    return (version, weight.data_ptr(), tuple(weight.shape), weight.stride(), weight.dtype, weight.device)
+
+
+class PackedWeights:
+    """Packed copies of weights (``pack_panels`` layouts), made once per weight tensor.
+
+    An entry is keyed by the tensor's identity and the packing kind, and is rebuilt when the tensor
+    changes in place (its version counter, storage or shape moved) and dropped when it is freed. So
+    a loaded model is packed on its first forward and never again while its weights stay the same.
+    Changing a weight through ``.data`` bypasses the version counter: call :meth:`clear` then.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, str], tuple[tuple, torch.Tensor]] = {}
+
+    def get(self, weight: torch.Tensor, kind: str, pack: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The packed form ``pack(weight)``, from the cache when ``weight`` is unchanged."""
+        key = (id(weight), kind)
+        stamp = weight_stamp(weight)
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != stamp:
+            if entry is None:
+                weakref.finalize(weight, self._entries.pop, key, None)
+            with torch.no_grad():
+                entry = (stamp, pack(weight.detach()))
+            self._entries[key] = entry
+        return entry[1]
+
+    def clear(self) -> None:
+        """Forget every packed copy."""
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+PACKED = PackedWeights()
+
+
+def pack_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """``(K, N)`` or stacked ``(..., K, N)`` -> panels ``(..., ceil(N / 16), K, 16)``."""
+    return torch.ops.elmo_fast.pack_panels(weight)
+
+
+@functools.cache
+def available() -> bool:
+    """Whether ``elmo_fast._C`` loaded (its ops are then registered); registers shared fake kernels."""
+    if not _backends.probe("cpp")[0]:
+        return False
+
+    @torch.library.register_fake("elmo_fast::pack_panels")
+    def _pack_panels_fake(weight: torch.Tensor) -> torch.Tensor:
+        k, n = weight.shape[-2], weight.shape[-1]
+        return weight.new_empty(*weight.shape[:-2], (n + 15) // 16, k, 16)
+
+    return True
