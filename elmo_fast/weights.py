@@ -334,7 +334,11 @@ def load_weights(options_file: PathLike, weight_file: PathLike) -> ElmoWeights:
 
 
 def save_weights(weights: ElmoWeights, weight_file: PathLike, options_file: PathLike | None = None) -> None:
-    """Write ``weights`` in bilm-tf's layout (and ``options.json`` when ``options_file`` is given)."""
+    """Write ``weights`` in bilm-tf's layout (and ``options.json`` when ``options_file`` is given).
+
+    Every dataset round-trips exactly except ``B``: the forget block's +1 at load and -1 here round
+    in float32, so those values may move by one ulp of 1.0 (6e-8).
+    """
     import h5py
 
     options = weights.options

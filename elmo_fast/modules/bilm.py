@@ -10,10 +10,11 @@ from torch import nn
 from elmo_fast import _backends
 from elmo_fast.ops import lstmp, token_encoder
 from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
-from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, batch_to_ids_ref
+from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, batch_to_ids_ref, length_mask
 from elmo_fast.weights import ElmoWeights
 
 STATES: tuple[str, ...] = ("carry", "zero")
+DEFAULT_MAX_SENTENCE_LENGTH: int = 100_000
 
 
 def check_state(state: str) -> str:
@@ -36,6 +37,9 @@ class BiLm(nn.Module):
         backend: ``"auto"`` or a backend name (see :mod:`elmo_fast._backends`).
         vocab_to_cache: words whose token embeddings are computed once; ``forward`` then accepts
             ``word_inputs`` (ids into this list; id 0 is padding).
+        max_sentence_length: longer sentences are refused with a clear error. Working memory of
+            the ops is bounded (they process long inputs in chunks); the outputs themselves take
+            ``4 * (L + 1) * 2P`` bytes per token.
     """
 
     def __init__(
@@ -46,8 +50,10 @@ class BiLm(nn.Module):
         state: str = "carry",
         backend: str = "auto",
         vocab_to_cache: Sequence[str] | None = None,
+        max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
     ) -> None:
         super().__init__()
+        self.max_sentence_length = max_sentence_length
         self.options = weights.options
         self.state = check_state(state)
         if backend != "auto" and backend not in _backends.BACKENDS:
@@ -107,8 +113,7 @@ class BiLm(nn.Module):
         out[:, 1 : width + 1] = emb
         out[:, 0] = self._boundary_embedding[0]
         out[torch.arange(batch, device=out.device), lengths + 1] = self._boundary_embedding[1]
-        _, mask = add_sentence_boundaries(word_inputs.new_zeros(batch, width, 1), token_mask)
-        return out, mask
+        return out, length_mask(lengths + 2, width + 2)
 
     def _initial_state(self, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self._states is None:
@@ -147,6 +152,14 @@ class BiLm(nn.Module):
         ``state`` overrides the module's mode for this call only.
         """
         mode = check_state(state or self.state)
+        if char_ids.dim() != 3 or char_ids.shape[-1] != 50:
+            raise ValueError(f"character ids must have shape (B, T, 50), got {tuple(char_ids.shape)}")
+        if char_ids.shape[1] > self.max_sentence_length:
+            raise ValueError(
+                f"a sentence of {char_ids.shape[1]} tokens exceeds max_sentence_length={self.max_sentence_length}; "
+                "split it or raise the limit (output memory grows by "
+                f"{4 * self.num_layers * self.get_output_dim()} bytes per token)"
+            )
         device = self.char_embed.device
         char_ids = char_ids.to(device)
         backend = self.resolved_backend(device)

@@ -69,9 +69,12 @@ def add_sentence_boundaries(
     out[:, 0] = torch.tensor(BOS_IDS, dtype=char_ids.dtype, device=char_ids.device)
     rows = torch.arange(batch, device=char_ids.device)
     out[rows, lengths + 1] = torch.tensor(EOS_IDS, dtype=char_ids.dtype, device=char_ids.device)
-    positions = torch.arange(width + 2, device=mask.device)
-    new_mask = positions.unsqueeze(0) < (lengths + 2).unsqueeze(1)
-    return out, new_mask
+    return out, length_mask(lengths + 2, width + 2)
+
+
+def length_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """Bool ``(B, width)``: position t of row b is real iff t < lengths[b]."""
+    return torch.arange(width, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
 def remove_sentence_boundaries(
@@ -83,8 +86,7 @@ def remove_sentence_boundaries(
     """
     batch, width = mask.shape
     lengths = mask.sum(dim=1) - 2
-    positions = torch.arange(width - 2, device=mask.device)
-    new_mask = positions.unsqueeze(0) < lengths.unsqueeze(1)
+    new_mask = length_mask(lengths, width - 2)
     inner = tensor[:, 1 : width - 1]
     out = torch.where(new_mask.unsqueeze(-1), inner, torch.zeros((), dtype=tensor.dtype, device=tensor.device))
     return out, new_mask

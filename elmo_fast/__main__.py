@@ -1,0 +1,5 @@
+import sys
+
+from elmo_fast.cli import main
+
+sys.exit(main())
