@@ -31,6 +31,7 @@ if [[ "${GPU_CHECK_DRY_RUN:-0}" == 1 ]]; then
 fi
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_check.log") 2>&1
+TEE_PID=$!
 export PYTHONUNBUFFERED=1
 FAILED=()
 
@@ -114,4 +115,8 @@ echo "== summary ($(date -u +%H:%M:%S))"
         echo "all steps passed"
     fi
 } | tee "$OUT/summary.txt"
-(( ${#FAILED[@]} == 0 ))
+STATUS=$(( ${#FAILED[@]} > 0 ))
+# let tee write the last lines before the script exits
+exec >&- 2>&-
+wait "$TEE_PID" 2>/dev/null
+exit "$STATUS"
