@@ -34,8 +34,9 @@ class ElmoEmbedder:
         options_file, weight_file: the model files; both None uses the bundled default model.
         cuda_device: AllenNLP's GPU index (-1 = CPU); ``device`` overrides it.
         state: ``"carry"`` (default, AllenNLP parity: each batch row starts from the state its
-            predecessor row left; the embedder never resets on its own) or ``"zero"`` (every
-            sentence embedded independently of batch and history).
+            predecessor row left; the embedder never resets on its own), ``"zero"`` (every
+            sentence embedded independently of batch and history) or ``"warm"`` (independent too,
+            starting from one fixed warmed-up state; see :class:`~elmo_fast.modules.BiLm`).
         backend: ``"auto"`` or a backend name.
         device: a torch device for the model.
         max_sentence_length: longer sentences are refused with a clear error.

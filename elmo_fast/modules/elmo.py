@@ -63,9 +63,9 @@ class Elmo(nn.Module):
             ``do_layer_norm=True`` the padding then holds the normalised zero, as in AllenNLP.
         scalar_mix_parameters: fixed, frozen mixing logits s (L + 1 floats).
         module: an existing :class:`BiLm` to use instead of loading files.
-        state: ``"carry"`` (default; AllenNLP's stateful behaviour, see :class:`BiLm`) or ``"zero"``
+        state: ``"carry"`` (default; AllenNLP's stateful behaviour, see :class:`BiLm`), ``"zero"``
             (every sentence starts from zero state: its vectors never depend on the batch or on
-            earlier calls).
+            earlier calls) or ``"warm"`` (like zero, but from one fixed warmed-up state).
         backend: ``"auto"`` or one of ``cuda``, ``triton``, ``cpp``, ``ref``.
         device: where to put the model (default CPU); inputs are moved there.
         max_sentence_length: longer inputs are refused with a clear error (see :class:`BiLm`).
