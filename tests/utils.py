@@ -1,7 +1,9 @@
 """Shared test helpers: the one tolerance table, comparison, and random input makers."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import random
 import string
 from pathlib import Path
@@ -12,6 +14,21 @@ import torch
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "allennlp_tiny"
 FIXTURE_OPTIONS = FIXTURE_DIR / "options.json"
 FIXTURE_WEIGHTS = FIXTURE_DIR / "weights.hdf5"
+
+
+
+def _triton_device() -> str | None:
+    if importlib.util.find_spec("triton") is None:
+        return None
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else None
+
+
+# Where the Triton tests run: a CUDA device, or CPU tensors under the interpreter
+# (TRITON_INTERPRET=1 set before Python starts); None when they cannot run here.
+TRITON_DEVICE: str | None = _triton_device()
+TRITON_SKIP_REASON = "Triton tests need triton and a CUDA device, or TRITON_INTERPRET=1 set before Python starts"
 
 # (atol, rtol) per compute dtype; the reference is fp32 (float64 where cheap).
 TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
@@ -25,8 +42,8 @@ TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
 def assert_close(actual, expected, dtype: torch.dtype = torch.float32, what: str = "") -> None:
     """Max-abs plus relative comparison with a NaN check, tolerances from :data:`TOLERANCES`."""
     atol, rtol = TOLERANCES[dtype]
-    a = torch.as_tensor(np.asarray(actual.detach().cpu() if isinstance(actual, torch.Tensor) else actual)).double()
-    e = torch.as_tensor(np.asarray(expected.detach().cpu() if isinstance(expected, torch.Tensor) else expected)).double()
+    a = actual.detach().cpu().double() if isinstance(actual, torch.Tensor) else torch.as_tensor(np.asarray(actual)).double()
+    e = expected.detach().cpu().double() if isinstance(expected, torch.Tensor) else torch.as_tensor(np.asarray(expected)).double()
     assert a.shape == e.shape, f"{what}: shape {tuple(a.shape)} != expected {tuple(e.shape)}"
     assert not torch.isnan(a).any(), f"{what}: output holds NaN"
     if a.numel() == 0:

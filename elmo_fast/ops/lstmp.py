@@ -17,6 +17,22 @@ LstmpFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 _IMPLS: dict[str, LstmpFn] = {"ref": lstmp_ref}
 
 
+def _lstmp_triton(x, lengths, w_ih, w_hh, bias, w_proj, h0=None, c0=None, *, cell_clip=None, proj_clip=None, residual=False):
+    """The Triton kernels (:func:`elmo_fast.kernels.lstmp.lstmp_fwd`; forward only, imported on first use).
+
+    When autograd records (an input requires grad), the differentiable reference runs instead.
+    """
+    args = (x, lengths, w_ih, w_hh, bias, w_proj, h0, c0)
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in args):
+        return lstmp_ref(*args, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
+    from elmo_fast.kernels.lstmp import lstmp_fwd
+
+    return lstmp_fwd(*args, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
+
+
+_IMPLS["triton"] = _lstmp_triton
+
+
 def lstmp(
     x: torch.Tensor,
     lengths: torch.Tensor,
