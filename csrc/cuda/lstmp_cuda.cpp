@@ -84,7 +84,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cuda(
     const at::Tensor &x_in, const at::Tensor &lengths_in, const at::Tensor &w_ih_in, const at::Tensor &w_hh_in,
     const at::Tensor &bias_in, const at::Tensor &w_proj_in, const std::optional<at::Tensor> &h0_in,
     const std::optional<at::Tensor> &c0_in, std::optional<double> cell_clip, std::optional<double> proj_clip,
-    bool residual) {
+    bool residual, const std::optional<at::Tensor> & /*w_hh_packed*/,
+    const std::optional<at::Tensor> & /*w_proj_packed*/) {
+    // w_hh_packed / w_proj_packed (schema args of the cpp backend) are the CPU kernels' panel layouts
+    // of the same weights; the CUDA kernels read w_hh / w_proj
     TORCH_CHECK(x_in.is_cuda() && x_in.dim() == 4, "elmo_fast lstmp (cuda): x must be a (D, B, T, P_in) CUDA tensor");
     const int64_t D = x_in.size(0), B = x_in.size(1), T = x_in.size(2), P_in = x_in.size(3);
     TORCH_CHECK(D == 1 || D == 2, "elmo_fast lstmp (cuda): x must stack 1 or 2 directions on dim 0, got ", D);
