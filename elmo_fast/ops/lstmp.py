@@ -33,6 +33,36 @@ def _lstmp_triton(x, lengths, w_ih, w_hh, bias, w_proj, h0=None, c0=None, *, cel
 _IMPLS["triton"] = _lstmp_triton
 
 
+def _lstmp_compiled(
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    bias: torch.Tensor,
+    w_proj: torch.Tensor,
+    h0: torch.Tensor | None = None,
+    c0: torch.Tensor | None = None,
+    *,
+    cell_clip: float | None = None,
+    proj_clip: float | None = None,
+    residual: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The compiled ``elmo_fast::lstmp`` op; the dispatcher runs the kernel of ``x``'s device."""
+    return torch.ops.elmo_fast.lstmp(
+        x, lengths, w_ih, w_hh, bias, w_proj, h0, c0,
+        None if cell_clip is None else float(cell_clip), None if proj_clip is None else float(proj_clip), residual,
+    )
+
+
+try:
+    # imports elmo_fast._C (the op schema) and registers the CUDA kernel with the dispatcher
+    from elmo_fast import _C_cuda  # noqa: F401
+except ImportError:
+    pass
+else:
+    _IMPLS["cuda"] = _lstmp_compiled
+
+
 def lstmp(
     x: torch.Tensor,
     lengths: torch.Tensor,
