@@ -6,7 +6,7 @@ installed as ``elmo_fast.kernels``. Compiled extensions (``csrc/``) are added he
 from setuptools import setup
 
 setup(
-    packages=["elmo_fast", "elmo_fast.reference", "elmo_fast.ops", "elmo_fast.modules", "elmo_fast.kernels"],
+    packages=["elmo_fast", "elmo_fast.reference", "elmo_fast.ops", "elmo_fast.modules", "elmo_fast.train", "elmo_fast.kernels"],
     package_dir={"elmo_fast.kernels": "kernels"},
     package_data={"elmo_fast": ["data/demo/*.json", "data/demo/*.hdf5"]},
     include_package_data=True,

@@ -43,6 +43,9 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.set_defaults(format="all")
 
     sub.add_parser("env", help="print versions and which backends loaded (and why the others did not)")
+    from elmo_fast.train.cli import add_train_commands
+
+    add_train_commands(sub)
     return parser
 
 
@@ -75,6 +78,8 @@ def _embed(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``elmo-fast`` console script and ``python -m elmo_fast``."""
     args = _build_parser().parse_args(argv)
+    if hasattr(args, "handler"):
+        return args.handler(args)
     if args.command == "env":
         from elmo_fast import env_report
 
