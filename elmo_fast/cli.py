@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+
+class CliError(Exception):
+    """A problem with the command's arguments or files, reported as one line (exit status 2)."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -31,16 +36,44 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--cuda-device", type=int, default=-1, help="AllenNLP-style GPU index (-1 = CPU)")
     embed.add_argument(
         "--state",
-        choices=("carry", "zero"),
+        choices=("carry", "zero", "warm"),
         default="carry",
-        help="carry: AllenNLP's stateful behaviour (default); zero: every sentence independent",
+        help="carry: AllenNLP's stateful behaviour (default); zero: every sentence independent, from zero "
+        "state; warm: independent, from one fixed warmed-up state",
     )
     embed.add_argument("--backend", default="auto", help="auto (default), cuda, triton, cpp or ref")
     embed.add_argument("--forget-sentences", action="store_true", help="do not write the sentence_to_index map")
     embed.add_argument("--use-sentence-keys", action="store_true", help="key datasets by sentence, not line number")
-    embed.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    embed.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and any interrupted run's OUTPUT.parts/)")
+    embed.add_argument("--resume", action="store_true", help="continue an interrupted run from OUTPUT.parts/")
+    embed.add_argument(
+        "--encoding-errors",
+        choices=("strict", "replace", "ignore"),
+        default="strict",
+        help="undecodable bytes: error naming the line (default), replace with U+FFFD, or drop",
+    )
+    embed.add_argument(
+        "--checkpoint-every", type=int, default=4096, metavar="N", help="sentences per checkpointed segment (default 4096)"
+    )
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
     embed.set_defaults(format="all")
+
+    probe = sub.add_parser(
+        "probe",
+        help="measure what each layer knows (part of speech, word sense) on WordNet's example sentences",
+        description="Build labelled data from WordNet's example sentences (Debian: apt-get install wordnet-base), "
+        "embed it and report, on held-out words, part-of-speech probe accuracy and nearest-neighbour word-sense "
+        "accuracy per layer and for a learned mix; writes probe.json and probe.png.",
+    )
+    probe.add_argument("--options", "--options-file", dest="options", type=Path, help="options.json of the model")
+    probe.add_argument("--weights", "--weight-file", dest="weights", type=Path, help="weights.hdf5 of the model")
+    probe.add_argument("--wordnet-dir", type=Path, default=Path("/usr/share/wordnet"), help="WordNet dict folder")
+    probe.add_argument("--out-dir", type=Path, default=Path("probe_results"), help="where to write probe.json/png")
+    probe.add_argument("--state", choices=("zero", "warm"), default="zero", help="LSTM start state (default zero)")
+    probe.add_argument("--backend", default="auto", help="auto (default), cuda, triton, cpp or ref")
+    probe.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    probe.add_argument("--max-items", type=int, default=None, help="subsample each dataset (quick runs)")
+    probe.add_argument("--seed", type=int, default=0)
 
     sub.add_parser("env", help="print versions and which backends loaded (and why the others did not)")
     from elmo_fast.train.cli import add_train_commands
@@ -53,13 +86,23 @@ def _embed(args: argparse.Namespace) -> int:
     from elmo_fast.embedder import ElmoEmbedder
 
     if (args.options is None) != (args.weights is None):
-        raise SystemExit("elmo-fast embed: give both --options and --weights, or neither (bundled default model)")
+        raise CliError("give both --options and --weights, or neither (bundled default model)")
     if not args.input.is_file():
-        raise SystemExit(f"elmo-fast embed: input file {args.input} not found")
+        raise CliError(f"input file {args.input} not found")
+    parts = args.output.with_name(args.output.name + ".parts")
+    if args.resume and args.overwrite:
+        raise CliError("--resume and --overwrite exclude each other")
     if args.output.exists() and not args.overwrite:
-        raise SystemExit(f"elmo-fast embed: {args.output} exists; pass --overwrite to replace it")
-    if args.batch_size < 1:
-        raise SystemExit(f"elmo-fast embed: --batch-size must be positive, got {args.batch_size}")
+        hint = " (the run is already complete)" if args.resume and not parts.exists() else ""
+        raise CliError(f"{args.output} exists{hint}; pass --overwrite to replace it")
+    if parts.exists() and not args.resume:
+        if not args.overwrite:
+            raise CliError(
+                f"{parts} holds an interrupted run; pass --resume to continue it or --overwrite to start over"
+            )
+        shutil.rmtree(parts)
+    if args.batch_size < 1 or args.checkpoint_every < 1:
+        raise CliError("--batch-size and --checkpoint-every must be positive")
     device = args.device or (f"cuda:{args.cuda_device}" if args.cuda_device >= 0 else "cpu")
     embedder = ElmoEmbedder(args.options, args.weights, state=args.state, backend=args.backend, device=device)
     embedder.embed_file(
@@ -69,9 +112,29 @@ def _embed(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         forget_sentences=args.forget_sentences,
         use_sentence_keys=args.use_sentence_keys,
+        resume=args.resume,
+        encoding_errors=args.encoding_errors,
+        segment_size=args.checkpoint_every,
         progress=not args.quiet,
     )
     print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from elmo_fast.embedder import ElmoEmbedder
+    from elmo_fast.probe import run_probe
+
+    if (args.options is None) != (args.weights is None):
+        raise CliError("give both --options and --weights, or neither (bundled default model)")
+    embedder = ElmoEmbedder(args.options, args.weights, state=args.state, backend=args.backend, device=args.device)
+    name = str(args.weights) if args.weights else "bundled default model"
+    report = run_probe(embedder, name, args.out_dir, args.wordnet_dir, seed=args.seed, max_items=args.max_items)
+    for task in ("pos", "senses"):
+        result = report[task]
+        cells = [f"{k.replace('layer_', 'layer ')}: {v:.3f}" for k, v in result.items() if k.startswith(("layer_", "mix", "baseline")) and isinstance(v, float)]
+        print(f"{task:7s} " + "  ".join(cells))
+    print(f"wrote {args.out_dir / 'probe.json'}" + (f" and {report['plot']}" if report["plot"] else " (no plot: pip install matplotlib)"))
     return 0
 
 
@@ -86,13 +149,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(env_report())
         return 0
     from elmo_fast._backends import BackendUnavailable
+    from elmo_fast.embed_job import ResumeError
     from elmo_fast.weights import WeightFileError
 
     try:
-        return _embed(args)
-    except (WeightFileError, BackendUnavailable, ValueError, UnicodeDecodeError) as exc:
-        print(f"elmo-fast embed: error: {exc}", file=sys.stderr)
+        return _probe(args) if args.command == "probe" else _embed(args)
+    except (CliError, WeightFileError, BackendUnavailable, ResumeError, ValueError, TypeError, OSError) as exc:
+        print(f"elmo-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("elmo-fast embed: interrupted; completed segments are kept, continue with --resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

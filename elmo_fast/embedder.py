@@ -1,9 +1,8 @@
 """``ElmoEmbedder``: AllenNLP's (<= 0.9) ``allennlp.commands.elmo.ElmoEmbedder``, plus ``embed_file``."""
 from __future__ import annotations
 
-import io
-import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
@@ -13,6 +12,7 @@ from typing import IO
 import numpy as np
 import torch
 
+from elmo_fast.modules.bilm import DEFAULT_MAX_SENTENCE_LENGTH
 from elmo_fast.modules.elmo import load_bilm
 from elmo_fast.reference.char_ids import remove_sentence_boundaries
 from elmo_fast.weights import PathLike
@@ -34,10 +34,12 @@ class ElmoEmbedder:
         options_file, weight_file: the model files; both None uses the bundled default model.
         cuda_device: AllenNLP's GPU index (-1 = CPU); ``device`` overrides it.
         state: ``"carry"`` (default, AllenNLP parity: each batch row starts from the state its
-            predecessor row left; the embedder never resets on its own) or ``"zero"`` (every
-            sentence embedded independently of batch and history).
+            predecessor row left; the embedder never resets on its own), ``"zero"`` (every
+            sentence embedded independently of batch and history) or ``"warm"`` (independent too,
+            starting from one fixed warmed-up state; see :class:`~elmo_fast.modules.BiLm`).
         backend: ``"auto"`` or a backend name.
         device: a torch device for the model.
+        max_sentence_length: longer sentences are refused with a clear error.
     """
 
     def __init__(
@@ -49,11 +51,14 @@ class ElmoEmbedder:
         state: str = "carry",
         backend: str = "auto",
         device: torch.device | str | None = None,
+        max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
     ) -> None:
         if device is None:
             device = f"cuda:{cuda_device}" if cuda_device >= 0 else "cpu"
         self.device = torch.device(device)
-        self.elmo_bilm = load_bilm(options_file, weight_file, state=state, backend=backend, device=self.device)
+        self.elmo_bilm = load_bilm(
+            options_file, weight_file, state=state, backend=backend, device=self.device, max_sentence_length=max_sentence_length
+        )
         self.elmo_bilm.eval()
         self.cuda_device = self.device.index if self.device.type == "cuda" else -1
 
@@ -121,6 +126,9 @@ class ElmoEmbedder:
         forget_sentences: bool = False,
         use_sentence_keys: bool = False,
         *,
+        resume: bool = False,
+        encoding_errors: str = "strict",
+        segment_size: int = 4096,
         progress: bool = True,
     ) -> None:
         """Embed a text file, one whitespace-tokenised sentence per line, into an hdf5 file.
@@ -129,73 +137,54 @@ class ElmoEmbedder:
         number (or by the sentence with ``use_sentence_keys``) holding ``(L + 1, len, 2P)``
         (``"all"``), the top layer ``(len, 2P)`` (``"top"``) or the layer average ``(len, 2P)``
         (``"average"``); plus ``sentence_to_index``, a one-element string dataset with a JSON map
-        sentence -> key, unless ``forget_sentences`` or ``use_sentence_keys``.
+        sentence -> key (a repeated sentence maps to its last line), unless ``forget_sentences`` or
+        ``use_sentence_keys``.
 
-        Lines are streamed: memory holds one batch (and the sentence map). The output is written to a
-        temporary file beside the target and renamed when complete, so a failure never leaves a
-        partial file. Blank lines are an error, as in AllenNLP.
+        ``input_file`` is a path or an open text file (closed afterwards, as AllenNLP does). Blank
+        lines are an error, as in AllenNLP; ``\r\n`` endings are fine; undecodable bytes follow
+        ``encoding_errors`` (``"strict"``: an error naming the line, ``"replace"``, ``"ignore"``).
+
+        Lines are streamed and memory holds one segment of ``segment_size`` sentences (plus, at the
+        end, the sentence map). Completed segments are checkpointed in ``OUTPUT.parts/``; a killed
+        run continues with ``resume=True`` and gives a file identical to an uninterrupted run (see
+        :mod:`elmo_fast.embed_job`). Nothing is written at ``output_file_path`` until the run is
+        complete.
         """
-        import h5py
-        from tqdm import tqdm
+        from elmo_fast.embed_job import run_embed_file
 
         if output_format not in OUTPUT_FORMATS:
             raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, not {output_format!r}")
-        handle, owned = (open(input_file, encoding="utf-8"), True) if isinstance(input_file, (str, os.PathLike)) else (input_file, False)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        spooled = None
+        if isinstance(input_file, (str, os.PathLike)):
+            path = Path(input_file)
+        else:
+            name = getattr(input_file, "name", None)
+            if isinstance(name, str) and os.path.isfile(name):
+                path = Path(name)
+            else:
+                spooled = tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", delete=False)
+                with spooled:
+                    shutil.copyfileobj(input_file, spooled)
+                path = Path(spooled.name)
+            input_file.close()
+        if not path.is_file():
+            raise FileNotFoundError(f"input file {path} not found")
         try:
-            total = self._check_lines(handle)
-            sentences = (line.strip() for line in handle)
-            output = Path(output_file_path)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent or ".")
-            os.close(fd)
-            try:
-                sentence_to_index: dict[str, str] = {}
-                with h5py.File(tmp_name, "w") as out, tqdm(total=total, unit="sent", disable=not progress, desc="embedding") as bar:
-                    index = 0
-                    for batch in _batches(sentences, batch_size):
-                        for sentence, embedding in zip(batch, self.embed_batch([s.split() for s in batch])):
-                            key = sentence if use_sentence_keys else str(index)
-                            if use_sentence_keys and key in out:
-                                raise ValueError(
-                                    f"sentence {sentence!r} occurs twice; duplicate sentences need line-number keys (drop use_sentence_keys)"
-                                )
-                            if not forget_sentences and not use_sentence_keys:
-                                sentence_to_index[sentence] = key
-                            if output_format == "top":
-                                embedding = embedding[-1]
-                            elif output_format == "average":
-                                embedding = np.average(embedding, axis=0)
-                            out.create_dataset(key, embedding.shape, dtype="float32", data=embedding)
-                            index += 1
-                        bar.update(len(batch))
-                    if not forget_sentences and not use_sentence_keys:
-                        mapping = out.create_dataset("sentence_to_index", (1,), dtype=h5py.special_dtype(vlen=str))
-                        mapping[0] = json.dumps(sentence_to_index)
-                os.replace(tmp_name, output)
-            except BaseException:
-                if os.path.exists(tmp_name):
-                    os.unlink(tmp_name)
-                raise
+            run_embed_file(
+                self,
+                path,
+                Path(output_file_path),
+                output_format=output_format,
+                batch_size=batch_size,
+                forget_sentences=forget_sentences,
+                use_sentence_keys=use_sentence_keys,
+                resume=resume,
+                encoding_errors=encoding_errors,
+                segment_size=segment_size,
+                progress=progress,
+            )
         finally:
-            if owned:
-                handle.close()
-
-    @staticmethod
-    def _check_lines(handle: IO[str]) -> int | None:
-        """Count lines and reject blank ones before any work, when the input can be re-read."""
-        try:
-            seekable = handle.seekable()
-        except (AttributeError, io.UnsupportedOperation):
-            seekable = False
-        if not seekable:
-            return None
-        start = handle.tell()
-        blank = []
-        count = 0
-        for count, line in enumerate(handle, start=1):
-            if not line.strip():
-                blank.append(count - 1)
-        handle.seek(start)
-        if blank:
-            shown = ", ".join(map(str, blank[:20])) + (" ..." if len(blank) > 20 else "")
-            raise ValueError(f"the input has {len(blank)} empty line(s) at (0-based) line indexes {shown}; remove them")
-        return count
+            if spooled is not None:
+                os.unlink(spooled.name)

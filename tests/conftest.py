@@ -9,3 +9,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 # stalling in OpenMP barriers (measured 100x slower with 2 threads while other jobs ran).
 # Tests that exercise threading set their own count.
 torch.set_num_threads(1)
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Property tests: a short run by default (CI); `ELMO_FAST_HYPOTHESIS=thorough pytest tests/test_properties.py`
+# generates 2,500 cases per property (over 10,000 in all). See the README.
+settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=2500, deadline=None, suppress_health_check=list(HealthCheck))
+settings.load_profile(__import__("os").environ.get("ELMO_FAST_HYPOTHESIS", "ci"))

@@ -54,3 +54,35 @@ def test_carry_larger_then_smaller_batch_keeps_extra_rows():
     assert h_after.shape[1] == 5
     assert torch.equal(h_after[:, 2:], h_large[:, 2:])
     assert not torch.equal(h_after[:, :2], h_small)
+
+
+def test_warm_state_is_fixed_batch_independent_and_not_zero():
+    emb = ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="warm")
+    zero = ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="zero")
+    sentences = random_sentences(6, seed=15)
+    alone = [emb.embed_sentence(s) for s in sentences]
+    together = emb.embed_batch(sentences[::-1])[::-1]
+    for i, (a, t) in enumerate(zip(alone, together)):
+        assert_close(t, a, what=f"warm sentence {i}")
+    assert emb.elmo_bilm._states is None
+    differs = [abs(a - zero.embed_sentence(s)).max() for a, s in zip(alone, sentences) if s]
+    assert min(differs) > 1e-4
+
+
+def test_warm_state_equals_carry_after_reading_the_warmup_text():
+    from elmo_fast.modules.bilm import WARMUP_TEXT
+
+    carry = load_bilm(FIXTURE_OPTIONS, FIXTURE_WEIGHTS)
+    for sentence in WARMUP_TEXT:
+        carry(batch_to_ids([sentence.split()]))
+    ids = batch_to_ids([["after", "warm", "up"]])
+    warm = load_bilm(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="warm")
+    assert_close(torch.stack(warm(ids).activations), torch.stack(carry(ids).activations), what="warm vs carry")
+
+
+def test_warm_state_follows_weight_updates():
+    bilm = load_bilm(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="warm", requires_grad=True)
+    before = bilm.warm_state()[0].clone()
+    with torch.no_grad():
+        bilm.lstm_0_bias.add_(0.5)
+    assert (bilm.warm_state()[0] - before).abs().max() > 1e-3

@@ -144,3 +144,21 @@ def test_options_not_json(copy):
 def test_weights_module_accepts_float64_free_tensors():
     weights = random_weights(ElmoOptions(projection_dim=4, cell_dim=8, filters=((1, 2),), n_highway=0, char_embed_dim=2))
     assert all(t.dtype == torch.float32 for t in weights.tensors().values())
+
+
+def test_random_original_config_loads_embeds_and_exports(tmp_path):
+    from elmo_fast.weights import ORIGINAL
+
+    weights = random_weights(ORIGINAL, seed=3)
+    stored = sum(t.numel() for t in weights.tensors().values()) - weights.options.char_embed_dim
+    assert stored == 93_600_848
+    save_weights(weights, tmp_path / "w.hdf5", tmp_path / "o.json")
+    del weights
+    emb = ElmoEmbedder(tmp_path / "o.json", tmp_path / "w.hdf5", state="zero")
+    sentence = "The quick brown fox jumps over the lazy dog .".split()
+    vectors = emb.embed_sentence(sentence)
+    assert vectors.shape == (3, 10, 1024) and np.isfinite(vectors).all()
+    save_weights(emb.elmo_bilm.weights(), tmp_path / "w2.hdf5")
+    del emb
+    again = ElmoEmbedder(tmp_path / "o.json", tmp_path / "w2.hdf5", state="zero").embed_sentence(sentence)
+    assert_close(again, vectors, what="original config after export")

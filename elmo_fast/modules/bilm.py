@@ -13,7 +13,21 @@ from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
 from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, batch_to_ids_ref, length_mask
 from elmo_fast.weights import ElmoWeights
 
-STATES: tuple[str, ...] = ("carry", "zero")
+STATES: tuple[str, ...] = ("carry", "zero", "warm")
+
+# The built-in text that warms the LSTM state for state="warm": plain, neutral English prose read
+# sentence by sentence from zero state, as a stateful AllenNLP model would have read it.
+WARMUP_TEXT: tuple[str, ...] = (
+    "The history of the town goes back more than three hundred years .",
+    "It was founded by farmers who settled near the river , where the soil was good .",
+    "Over time a market grew up around the old bridge , and the town became a small trading centre .",
+    "Today about twenty thousand people live there , and many of them work in the nearby city .",
+    "The town has two schools , a library , a hospital and a park beside the water .",
+    "In summer , visitors come to walk along the river and to see the old buildings .",
+    "Local people say that the best time to visit is early in the autumn , when the weather is mild .",
+    "The museum tells the story of the first families and of the trade that made the town rich .",
+)
+DEFAULT_MAX_SENTENCE_LENGTH: int = 100_000
 
 
 def check_state(state: str) -> str:
@@ -30,12 +44,17 @@ class BiLm(nn.Module):
         weights: the model, e.g. from :func:`elmo_fast.weights.load_weights`.
         requires_grad: whether the biLM's parameters are trainable.
         state: ``"carry"`` — AllenNLP's stateful behaviour: the final state of every batch row is
-            stored and the next call's row i starts from it (``reset_states()`` forgets it); or
+            stored and the next call's row i starts from it (``reset_states()`` forgets it);
             ``"zero"`` — every sentence starts from zero state, independent of the batch and of
-            earlier calls.
+            earlier calls; ``"warm"`` — every sentence starts from one fixed state, reached by
+            reading :data:`WARMUP_TEXT` (computed once per set of weights): deterministic like
+            ``zero``, without its cold start.
         backend: ``"auto"`` or a backend name (see :mod:`elmo_fast._backends`).
         vocab_to_cache: words whose token embeddings are computed once; ``forward`` then accepts
             ``word_inputs`` (ids into this list; id 0 is padding).
+        max_sentence_length: longer sentences are refused with a clear error. Working memory of
+            the ops is bounded (they process long inputs in chunks); the outputs themselves take
+            ``4 * (L + 1) * 2P`` bytes per token.
     """
 
     def __init__(
@@ -46,8 +65,10 @@ class BiLm(nn.Module):
         state: str = "carry",
         backend: str = "auto",
         vocab_to_cache: Sequence[str] | None = None,
+        max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
     ) -> None:
         super().__init__()
+        self.max_sentence_length = max_sentence_length
         self.options = weights.options
         self.state = check_state(state)
         if backend != "auto" and backend not in _backends.BACKENDS:
@@ -56,6 +77,7 @@ class BiLm(nn.Module):
         for name, tensor in weights.tensors().items():
             self.register_parameter(name, nn.Parameter(tensor.detach().clone(), requires_grad=requires_grad))
         self._states: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._warm: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
         self._word_embedding: torch.Tensor | None = None
         self._boundary_embedding: torch.Tensor | None = None
         if vocab_to_cache is not None:
@@ -109,6 +131,22 @@ class BiLm(nn.Module):
         out[torch.arange(batch, device=out.device), lengths + 1] = self._boundary_embedding[1]
         return out, length_mask(lengths + 2, width + 2)
 
+    @torch.no_grad()
+    def warm_state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``state="warm"`` starting state, ``(L, 1, 2P)`` and ``(L, 1, 2C)``.
+
+        Computed by reading :data:`WARMUP_TEXT` one sentence at a time with carried state from zero;
+        cached, and recomputed when any parameter changes (e.g. during fine-tuning).
+        """
+        versions = tuple(p._version for p in self.parameters())
+        if self._warm is None or self._warm[0] != versions or self._warm[1].device != self.char_embed.device:
+            h = c = None
+            for sentence in WARMUP_TEXT:
+                out = self._run(batch_to_ids_ref([sentence.split()]), None, h, c)
+                h, c = out.final_h, out.final_c
+            self._warm = (versions, h, c)
+        return self._warm[1], self._warm[2]
+
     def _initial_state(self, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self._states is None:
             return None, None
@@ -146,15 +184,39 @@ class BiLm(nn.Module):
         ``state`` overrides the module's mode for this call only.
         """
         mode = check_state(state or self.state)
+        if char_ids.dim() != 3 or char_ids.shape[-1] != 50:
+            raise ValueError(f"character ids must have shape (B, T, 50), got {tuple(char_ids.shape)}")
+        if char_ids.shape[1] > self.max_sentence_length:
+            raise ValueError(
+                f"a sentence of {char_ids.shape[1]} tokens exceeds max_sentence_length={self.max_sentence_length}; "
+                "split it or raise the limit (output memory grows by "
+                f"{4 * self.num_layers * self.get_output_dim()} bytes per token)"
+            )
+        batch = char_ids.shape[0]
+        h0 = c0 = None
+        if mode == "carry":
+            h0, c0 = self._initial_state(batch)
+        elif mode == "warm":
+            h0, c0 = (s.expand(-1, batch, -1) for s in self.warm_state())
+        out = self._run(char_ids, word_inputs, h0, c0)
+        if mode == "carry":
+            self._store_state(out.final_h, out.final_c)
+        return out
+
+    def _run(
+        self,
+        char_ids: torch.Tensor,
+        word_inputs: torch.Tensor | None,
+        h0: torch.Tensor | None,
+        c0: torch.Tensor | None,
+    ) -> BiLmOutput:
         device = self.char_embed.device
         char_ids = char_ids.to(device)
         backend = self.resolved_backend(device)
-        batch = char_ids.shape[0]
         token_embedding = mask = None
         if word_inputs is not None and self._word_embedding is not None:
             token_embedding, mask = self._embed_words(word_inputs.to(device))
-        h0, c0 = self._initial_state(batch) if mode == "carry" else (None, None)
-        out = bilm_ref(
+        return bilm_ref(
             char_ids,
             self.weights(),
             h0,
@@ -164,6 +226,3 @@ class BiLm(nn.Module):
             encoder=partial(token_encoder, backend=backend),
             lstmp=partial(lstmp, backend=backend),
         )
-        if mode == "carry":
-            self._store_state(out.final_h, out.final_c)
-        return out

@@ -1,6 +1,7 @@
 """``Elmo``: AllenNLP's ``allennlp.modules.elmo.Elmo``, same arguments, same outputs, same numbers."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 
 from elmo_fast import _backends
-from elmo_fast.modules.bilm import BiLm
+from elmo_fast.modules.bilm import DEFAULT_MAX_SENTENCE_LENGTH, BiLm
 from elmo_fast.modules.scalar_mix import ScalarMix
 from elmo_fast.reference.char_ids import remove_sentence_boundaries
 from elmo_fast.weights import PathLike, load_weights
@@ -23,6 +24,7 @@ def load_bilm(
     backend: str = "auto",
     vocab_to_cache: Sequence[str] | None = None,
     device: torch.device | str | None = None,
+    max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
 ) -> BiLm:
     """Build a :class:`BiLm` from files (both None: the bundled default model) on ``device``."""
     if (options_file is None) != (weight_file is None):
@@ -32,7 +34,7 @@ def load_bilm(
 
         options_file, weight_file = default_model_files()
     weights = load_weights(options_file, weight_file)
-    bilm = BiLm(weights, requires_grad=requires_grad, state=state, backend=backend)
+    bilm = BiLm(weights, requires_grad=requires_grad, state=state, backend=backend, max_sentence_length=max_sentence_length)
     target = torch.device(device) if device is not None else torch.device("cpu")
     _backends.resolve(backend, target)
     bilm.to(target)
@@ -61,11 +63,12 @@ class Elmo(nn.Module):
             ``do_layer_norm=True`` the padding then holds the normalised zero, as in AllenNLP.
         scalar_mix_parameters: fixed, frozen mixing logits s (L + 1 floats).
         module: an existing :class:`BiLm` to use instead of loading files.
-        state: ``"carry"`` (default; AllenNLP's stateful behaviour, see :class:`BiLm`) or ``"zero"``
+        state: ``"carry"`` (default; AllenNLP's stateful behaviour, see :class:`BiLm`), ``"zero"``
             (every sentence starts from zero state: its vectors never depend on the batch or on
-            earlier calls).
+            earlier calls) or ``"warm"`` (like zero, but from one fixed warmed-up state).
         backend: ``"auto"`` or one of ``cuda``, ``triton``, ``cpp``, ``ref``.
         device: where to put the model (default CPU); inputs are moved there.
+        max_sentence_length: longer inputs are refused with a clear error (see :class:`BiLm`).
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class Elmo(nn.Module):
         state: str = "carry",
         backend: str = "auto",
         device: torch.device | str | None = None,
+        max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
     ) -> None:
         super().__init__()
         if isinstance(num_output_representations, bool) or not isinstance(num_output_representations, int) or num_output_representations < 1:
@@ -103,6 +107,7 @@ class Elmo(nn.Module):
                 backend=backend,
                 vocab_to_cache=vocab_to_cache,
                 device=device,
+                max_sentence_length=max_sentence_length,
             )
         self._has_cached_vocab = vocab_to_cache is not None
         self._keep_sentence_boundaries = keep_sentence_boundaries
@@ -137,10 +142,11 @@ class Elmo(nn.Module):
         if inputs.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise TypeError(f"inputs must hold integer character ids, got dtype {inputs.dtype}")
         original_shape = inputs.shape
-        reshaped = inputs.reshape(-1, original_shape[-2], original_shape[-1]).long()
+        rows = math.prod(original_shape[:-2])
+        reshaped = inputs.reshape(rows, original_shape[-2], original_shape[-1]).long()
         reshaped_words = None
         if word_inputs is not None and self._has_cached_vocab:
-            reshaped_words = word_inputs.reshape(-1, word_inputs.shape[-1])
+            reshaped_words = word_inputs.reshape(rows, word_inputs.shape[-1])
         bilm = self._elmo_lstm(reshaped, reshaped_words)
         representations = []
         mask = bilm.mask

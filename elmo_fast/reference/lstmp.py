@@ -24,6 +24,10 @@ import torch
 
 from .char_ids import length_mask
 
+# Positions whose input projections are computed together: bounds memory for very long sentences
+# (the original model needs 128 KiB per position and direction for them).
+TIME_CHUNK: int = 256
+
 
 def reverse_within_lengths(lengths: torch.Tensor, width: int) -> torch.Tensor:
     """Index ``(B, width)`` that reverses each row's first ``length`` positions and keeps the rest.
@@ -72,13 +76,14 @@ def lstmp_ref(
         xs[1] = torch.gather(xs[1], 1, gather_index)
     xs = torch.stack(xs)
 
-    # Input GEMM for every position at once: [D, B, T, 4C]
-    gates_x = torch.matmul(xs, w_ih.unsqueeze(1)) + bias[:, None, None, :]
     out = x.new_zeros(num_dirs, batch, width, proj)
-    steps = int(lengths.max()) if batch else 0
-    for s in range(min(steps, width)):
+    steps = min(int(lengths.max()) if batch else 0, width)
+    for s in range(steps):
+        if s % TIME_CHUNK == 0:
+            # Input GEMM for a block of positions at once: [D, B, TIME_CHUNK, 4C]
+            gates_x = torch.matmul(xs[:, :, s : s + TIME_CHUNK], w_ih.unsqueeze(1)) + bias[:, None, None, :]
         # [D, B, 4C]
-        z = gates_x[:, :, s] + torch.bmm(h, w_hh)
+        z = gates_x[:, :, s % TIME_CHUNK] + torch.bmm(h, w_hh)
         i, j, f, o = z.chunk(4, dim=-1)
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
         if cell_clip:

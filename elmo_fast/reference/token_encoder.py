@@ -55,15 +55,26 @@ def highway_ref(
     return gate * transform + (1.0 - gate) * x
 
 
+# Upper bound on the convolution outputs held at once (elements), so that a 10,000-token sentence
+# does not need gigabytes: the original model's convolutions hold ~100k floats per token.
+CHUNK_ELEMENTS: int = 1 << 25
+
+
 def token_encoder_ref(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
     """Char-CNN, highway layers and projection: int64 ``(..., 50)`` ids -> ``(..., P)`` embeddings.
 
     ``weights`` is a :class:`elmo_fast.weights.CharCNNWeights` (or anything with its attributes).
+    Tokens are processed in chunks so working memory stays bounded however many there are.
     """
     lead = char_ids.shape[:-1]
     flat = char_ids.reshape(-1, char_ids.shape[-1])
-    x = char_cnn_ref(flat, weights.char_embed, weights.conv_weights, weights.conv_biases, activation)
-    for layer in weights.highway:
-        x = highway_ref(x, layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry)
-    x = x @ weights.proj_weight + weights.proj_bias
+    per_row = sum(w.shape[0] for w in weights.conv_weights) * char_ids.shape[-1]
+    rows = max(1, CHUNK_ELEMENTS // per_row)
+    pieces = []
+    for start in range(0, flat.shape[0], rows):
+        x = char_cnn_ref(flat[start : start + rows], weights.char_embed, weights.conv_weights, weights.conv_biases, activation)
+        for layer in weights.highway:
+            x = highway_ref(x, layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry)
+        pieces.append(x @ weights.proj_weight + weights.proj_bias)
+    x = torch.cat(pieces) if pieces else weights.proj_bias.new_zeros(0, weights.proj_bias.shape[0])
     return x.reshape(*lead, x.shape[-1])

@@ -1,0 +1,281 @@
+"""Resumable ``embed_file``: stream lines, write checkpointed segments, merge into AllenNLP's layout.
+
+A run writes ``OUTPUT.parts/``: ``job.json`` (what is being computed) and one small hdf5 file per
+segment of ``segment_size`` sentences, each written to a temporary name and renamed when complete,
+holding the segment's datasets, its sentences and (with ``state="carry"``) the carried LSTM state
+after it. A killed run leaves only complete segments; ``resume=True`` checks that ``job.json``
+matches, reloads the state and continues after the last complete segment. At the end the segments
+are merged into ``OUTPUT`` (again via a temporary file and a rename) and the folder is removed, so
+the result is identical to an uninterrupted run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from elmo_fast.embedder import ElmoEmbedder
+
+ENCODING_ERRORS = ("strict", "replace", "ignore")
+_BAD_BYTE = range(0xDC80, 0xDD00)
+
+
+class ResumeError(RuntimeError):
+    """An earlier run's segments cannot be reused (or exist and resume was not asked for)."""
+
+
+def read_lines(path: Path, encoding_errors: str = "strict") -> Iterator[str]:
+    """Stripped lines of a UTF-8 file with universal newlines (``\\n``, ``\\r\\n``, ``\\r``).
+
+    Undecodable bytes raise a ``ValueError`` naming the line (``"strict"``), become U+FFFD
+    (``"replace"``) or vanish (``"ignore"``).
+    """
+    if encoding_errors not in ENCODING_ERRORS:
+        raise ValueError(f"encoding_errors must be one of {ENCODING_ERRORS}, not {encoding_errors!r}")
+    with open(path, encoding="utf-8", errors="surrogateescape", newline=None) as handle:
+        for number, line in enumerate(handle):
+            if any(ord(ch) in _BAD_BYTE for ch in line):
+                if encoding_errors == "strict":
+                    raise ValueError(
+                        f"{path}: line {number} (0-based) is not valid UTF-8; pass encoding_errors='replace' "
+                        "(--encoding-errors replace) to substitute U+FFFD, or fix the file"
+                    )
+                fill = "\ufffd" if encoding_errors == "replace" else ""
+                line = "".join(fill if ord(ch) in _BAD_BYTE else ch for ch in line)
+            yield line.strip()
+
+
+def scan_lines(path: Path, encoding_errors: str, unique: bool = False) -> int:
+    """Count lines and reject blank ones (AllenNLP refuses them) before any work is done.
+
+    ``unique``: also reject a repeated line (sentences used as keys must be distinct).
+    """
+    blank = []
+    seen: set[str] = set()
+    count = 0
+    for count, line in enumerate(read_lines(path, encoding_errors), start=1):
+        if not line:
+            blank.append(count - 1)
+        elif unique:
+            if line in seen:
+                raise ValueError(
+                    f"{path}: line {count - 1} repeats the sentence {line!r}; duplicate sentences need "
+                    "line-number keys (drop use_sentence_keys / --use-sentence-keys)"
+                )
+            seen.add(line)
+    if blank:
+        shown = ", ".join(map(str, blank[:20])) + (" ..." if len(blank) > 20 else "")
+        raise ValueError(f"{path}: {len(blank)} empty line(s) at (0-based) line indexes {shown}; remove them")
+    return count
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything that determines the output; a resumed run must match it exactly."""
+
+    input: str
+    input_size: int
+    input_mtime_ns: int
+    output_format: str
+    batch_size: int
+    segment_size: int
+    forget_sentences: bool
+    use_sentence_keys: bool
+    state: str
+    encoding_errors: str
+    model: str
+
+
+def model_fingerprint(embedder: ElmoEmbedder) -> str:
+    """SHA-256 over the model's options and parameters."""
+    digest = hashlib.sha256(json.dumps(embedder.elmo_bilm.options.to_json_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(embedder.elmo_bilm.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _segment_path(parts: Path, index: int) -> Path:
+    return parts / f"segment-{index:06d}.h5"
+
+
+def _write_segment(path: Path, records: list[tuple[str, str, np.ndarray]], state) -> None:
+    import h5py
+
+    tmp = path.with_suffix(".tmp")
+    with h5py.File(tmp, "w") as out:
+        keys = out.create_dataset("keys", (len(records),), dtype=h5py.string_dtype())
+        sentences = out.create_dataset("sentences", (len(records),), dtype=h5py.string_dtype())
+        group = out.create_group("data")
+        for i, (key, sentence, array) in enumerate(records):
+            keys[i] = key
+            sentences[i] = sentence
+            group.create_dataset(str(i), data=array, dtype="float32")
+        if state is not None:
+            out.create_dataset("state_h", data=state[0].to("cpu").numpy())
+            out.create_dataset("state_c", data=state[1].to("cpu").numpy())
+    os.replace(tmp, path)
+
+
+def _complete_segments(parts: Path) -> int:
+    import h5py
+
+    count = 0
+    while _segment_path(parts, count).exists():
+        try:
+            with h5py.File(_segment_path(parts, count), "r") as f:
+                f["keys"].shape
+        except (OSError, KeyError):
+            break
+        count += 1
+    return count
+
+
+def _write_state(path: Path, state) -> None:
+    import h5py
+
+    tmp = path.with_suffix(".tmp")
+    with h5py.File(tmp, "w") as out:
+        out.create_dataset("state_h", data=state[0].to("cpu").numpy())
+        out.create_dataset("state_c", data=state[1].to("cpu").numpy())
+    os.replace(tmp, path)
+
+
+def _read_state(path: Path, device: torch.device):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "state_h" not in f:
+            return None
+        return torch.from_numpy(f["state_h"][...]).to(device), torch.from_numpy(f["state_c"][...]).to(device)
+
+
+def _prepare(parts: Path, spec: JobSpec, resume: bool, initial_state) -> int:
+    job_file = parts / "job.json"
+    if parts.exists():
+        if not resume:
+            raise ResumeError(
+                f"{parts} holds an interrupted run; pass resume=True (--resume) to continue it, "
+                "or delete the folder to start over"
+            )
+        try:
+            previous = json.loads(job_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ResumeError(f"{job_file} is unreadable ({exc}); delete {parts} to start over") from None
+        differing = [k for k, v in asdict(spec).items() if previous.get(k) != v]
+        if differing:
+            raise ResumeError(
+                f"cannot resume: {', '.join(differing)} differ from the interrupted run in {parts} "
+                "(same input file, model and options are needed); delete the folder to start over"
+            )
+        for leftover in parts.glob("*.tmp"):
+            leftover.unlink()
+        return _complete_segments(parts)
+    parts.mkdir(parents=True)
+    if initial_state is not None:
+        _write_state(parts / "initial-state.h5", initial_state)
+    tmp = job_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(spec), indent=1))
+    os.replace(tmp, job_file)
+    return 0
+
+
+def _merge(parts: Path, segments: int, output: Path, spec: JobSpec) -> None:
+    import h5py
+
+    tmp = output.with_name(f".{output.name}.merging.tmp")
+    sentence_to_index: dict[str, str] = {}
+    try:
+        with h5py.File(tmp, "w") as out:
+            for index in range(segments):
+                with h5py.File(_segment_path(parts, index), "r") as seg:
+                    keys = seg["keys"].asstr()[...]
+                    sentences = seg["sentences"].asstr()[...]
+                    for i, (key, sentence) in enumerate(zip(keys, sentences)):
+                        array = seg["data"][str(i)][...]
+                        out.create_dataset(key, array.shape, dtype="float32", data=array)
+                        if not spec.forget_sentences and not spec.use_sentence_keys:
+                            sentence_to_index[sentence] = key
+            if not spec.forget_sentences and not spec.use_sentence_keys:
+                mapping = out.create_dataset("sentence_to_index", (1,), dtype=h5py.special_dtype(vlen=str))
+                mapping[0] = json.dumps(sentence_to_index)
+        os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def run_embed_file(
+    embedder: ElmoEmbedder,
+    input_path: Path,
+    output: Path,
+    *,
+    output_format: str,
+    batch_size: int,
+    forget_sentences: bool,
+    use_sentence_keys: bool,
+    resume: bool,
+    encoding_errors: str,
+    segment_size: int,
+    progress: bool,
+) -> None:
+    """The work behind :meth:`ElmoEmbedder.embed_file` for a file on disk (see the module docstring)."""
+    from tqdm import tqdm
+
+    from elmo_fast.embedder import _batches
+
+    if segment_size < batch_size or segment_size % batch_size:
+        segment_size = max(1, -(-segment_size // batch_size)) * batch_size
+    total = scan_lines(input_path, encoding_errors, unique=use_sentence_keys)
+    stat = input_path.stat()
+    spec = JobSpec(
+        input=str(input_path.resolve()),
+        input_size=stat.st_size,
+        input_mtime_ns=stat.st_mtime_ns,
+        output_format=output_format,
+        batch_size=batch_size,
+        segment_size=segment_size,
+        forget_sentences=forget_sentences,
+        use_sentence_keys=use_sentence_keys,
+        state=embedder.elmo_bilm.state,
+        encoding_errors=encoding_errors,
+        model=model_fingerprint(embedder),
+    )
+    parts = output.with_name(output.name + ".parts")
+    carry = embedder.elmo_bilm.state == "carry"
+    done = _prepare(parts, spec, resume, embedder.elmo_bilm._states if carry else None)
+    if carry and resume:
+        # The state the next segment starts from: after the last complete one, else the run's start.
+        source = _segment_path(parts, done - 1) if done else parts / "initial-state.h5"
+        embedder.elmo_bilm._states = _read_state(source, embedder.device) if source.exists() else None
+    start = done * segment_size
+    lines = read_lines(input_path, encoding_errors)
+    for _ in range(min(start, total)):
+        next(lines)
+    with tqdm(total=total, initial=min(start, total), unit="sent", disable=not progress, desc="embedding") as bar:
+        index = start
+        segment = done
+        for chunk in _batches(lines, segment_size):
+            records = []
+            for batch in _batches(chunk, batch_size):
+                for sentence, embedding in zip(batch, embedder.embed_batch([s.split() for s in batch])):
+                    if output_format == "top":
+                        embedding = embedding[-1]
+                    elif output_format == "average":
+                        embedding = np.average(embedding, axis=0)
+                    records.append((sentence if use_sentence_keys else str(index), sentence, embedding))
+                    index += 1
+                bar.update(len(batch))
+            _write_segment(_segment_path(parts, segment), records, embedder.elmo_bilm._states if carry else None)
+            segment += 1
+    _merge(parts, segment, output, spec)
+    shutil.rmtree(parts)
