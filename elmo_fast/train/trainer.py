@@ -52,7 +52,7 @@ class Perplexity:
 
 @dataclass
 class TrainResult:
-    """How a :func:`train` call ended."""
+    """How a :func:`train` call ended (``last_loss``: the last step's mean of both directions)."""
 
     step: int
     epoch: int
@@ -149,6 +149,177 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+class Trainer:
+    """One training run: data, model, optimizer, random generators and position.
+
+    Everything that shapes the trajectory is saved by :meth:`checkpoint` and restored by
+    ``resume=True``, so a resumed run continues bit-identically.
+    """
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print) -> None:
+        self.config, self.log = config, log
+        self.out_dir = Path(config.output_dir)
+        self.ckpt_path = self.out_dir / CHECKPOINT_NAME
+        if not resume and self.ckpt_path.exists():
+            raise FileExistsError(f"{self.ckpt_path} exists: pass --resume to continue it, or choose another output_dir")
+        sentences = list(read_sentences(config.train_file))
+        if not sentences:
+            raise ValueError(f"{config.train_file}: no sentences")
+        self.vocab = Vocabulary.build(sentences, config.vocab_size, config.min_count)
+        self.corpus = encode_corpus(sentences, self.vocab)
+        del sentences
+        self.fingerprint = corpus_fingerprint(self.corpus)
+        self.dev = encode_corpus(read_sentences(config.dev_file), self.vocab) if config.dev_file else None
+        self.carry = config.state == "carry"
+        self.n_samples = config.softmax_samples
+
+        torch.manual_seed(config.seed)
+        self.model = BiLanguageModel(initial_weights(config.model, config.seed), len(self.vocab), backend=config.backend, seed=config.seed)
+        self.params = list(self.model.parameters())
+        self.optimizer = _optimizer(config, self.params)
+        self.sampler = torch.Generator().manual_seed(config.seed + 2)
+        self.epoch = self.window = self.step = self.tokens = 0
+        self.elapsed = 0.0
+        self.state: LstmState = self.model.zero_state(config.batch_size)
+        if resume:
+            self._restore(load_checkpoint(self.ckpt_path))
+        else:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(config.to_json_dict(), indent=2) + "\n", encoding="utf-8")
+            self.vocab.save(self.out_dir / "vocab.txt")
+        self.data = self._epoch_data(self.epoch)
+        if len(self.data) == 0:
+            raise ValueError(f"{config.train_file}: too little text for one step of batch_size={config.batch_size}")
+        per_epoch = config.epochs * len(self.data)
+        self.total_steps = per_epoch if config.max_steps is None else min(config.max_steps, per_epoch)
+
+    def _restore(self, ckpt: dict) -> None:
+        saved, wanted = TrainConfig.from_json_dict(ckpt["config"]).trajectory(), self.config.trajectory()
+        if saved != wanted:
+            diff = sorted(k for k in saved if saved[k] != wanted[k])
+            raise ValueError(f"{self.ckpt_path}: config differs from the checkpoint's in {', '.join(diff)}; an exact resume needs them equal")
+        if ckpt["fingerprint"] != self.fingerprint:
+            raise ValueError(f"{self.ckpt_path}: {self.config.train_file} changed since the checkpoint was written")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        self.sampler.set_state(ckpt["sampler_rng"])
+        self.epoch, self.window, self.step, self.tokens, self.elapsed = (
+            ckpt[k] for k in ("epoch", "window", "step", "tokens", "elapsed")
+        )
+        self.state = (ckpt["state_h"], ckpt["state_c"])
+
+    def checkpoint(self) -> None:
+        """Write ``output_dir/checkpoint.pt`` (atomically)."""
+        save_checkpoint(
+            self.ckpt_path,
+            {
+                "config": self.config.to_json_dict(), "vocab": self.vocab.words, "fingerprint": self.fingerprint,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(), "sampler_rng": self.sampler.get_state(),
+                "epoch": self.epoch, "window": self.window, "step": self.step, "tokens": self.tokens,
+                "elapsed": self.elapsed, "state_h": self.state[0], "state_c": self.state[1],
+            },
+        )
+
+    def _epoch_data(self, epoch: int) -> WindowStream | SentenceBatches:
+        c = self.config
+        order = epoch_order(self.corpus.n_sentences, c.seed, epoch)
+        if self.carry:
+            return WindowStream(self.corpus, order, c.batch_size, c.n_steps, drop_remainder=True)
+        return SentenceBatches(self.corpus, order, c.batch_size, SORT_CHUNK_BATCHES * c.batch_size)
+
+    def _next_epoch(self) -> None:
+        if self.dev is not None:
+            self.log(f"epoch {self.epoch} done, dev {self.evaluate_dev()}")
+        self.epoch, self.window = self.epoch + 1, 0
+        self.state = self.model.zero_state(self.config.batch_size)
+        self.data = self._epoch_data(self.epoch)
+
+    def evaluate_dev(self) -> Perplexity | None:
+        """Zero-state perplexity on ``dev_file`` (None without one)."""
+        return None if self.dev is None else evaluate(self.model, self.dev, self.config.batch_size)
+
+    def train_step(self) -> tuple[float, float]:
+        """One update on the next window; returns the forward and backward mean losses."""
+        c = self.config
+        t0 = time.monotonic()
+        samples = None if self.n_samples is None else sample_log_uniform(len(self.vocab), self.n_samples, self.sampler)
+        batch = self.data.window(self.window)
+        start = self.state if self.carry else self.model.zero_state(batch.lengths.shape[0])
+        nll, n, new_state = self.model.window_nll(batch, self.corpus.char_ids, start, dropout=c.dropout, samples=samples)
+        losses = nll / n
+        self.optimizer.zero_grad(set_to_none=True)
+        (losses.mean() * c.effective_loss_scale).backward()
+        if c.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, c.clip_norm)
+        self.optimizer.step()
+        if self.carry:
+            self.state = (new_state[0].detach(), new_state[1].detach())
+        self.window, self.step, self.tokens = self.window + 1, self.step + 1, self.tokens + n
+        self.elapsed += time.monotonic() - t0
+        loss_f, loss_b = (float(x) for x in losses.detach())
+        return loss_f, loss_b
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Predictions per direction per second of update time (data, forward, backward, step)."""
+        return self.tokens / max(self.elapsed, 1e-9)
+
+    def run(self, *, progress: bool = True, stop_after_seconds: float | None = None) -> TrainResult:
+        """Train until ``total_steps``, a stop signal (SIGINT/SIGTERM) or ``stop_after_seconds``."""
+        from tqdm import tqdm
+
+        c = self.config
+        self.log(
+            f"training: {self.corpus.n_sentences} sentences, {self.corpus.n_predictions} predictions per direction "
+            f"per epoch, vocabulary {len(self.vocab)} "
+            f"({'full softmax' if self.n_samples is None else f'sampled softmax, {self.n_samples} samples'}), "
+            f"{sum(p.numel() for p in self.model.bilm.parameters())} biLM parameters, {len(self.data)} steps per epoch "
+            f"({'state carried' if self.carry else 'whole sentences from zero state'}), {self.total_steps} steps"
+            + (f", resuming at step {self.step}" if self.step else "")
+        )
+        self.model.train()
+        started = time.monotonic()
+        recent: list[tuple[float, float]] = []
+        last = float("nan")
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, dynamic_ncols=True, desc="train", mininterval=2.0)
+        with _StopFlag() as stop:
+            while self.step < self.total_steps and self.epoch < c.epochs:
+                if self.window >= len(self.data):
+                    self._next_epoch()
+                    continue
+                recent.append(self.train_step())
+                last = sum(recent[-1]) / 2
+                bar.update(1)
+                bar.set_postfix(loss=f"{last:.3f}", tok_s=f"{self.tokens_per_second:.0f}", refresh=False)
+                if self.step % c.log_every == 0 or self.step == self.total_steps:
+                    f_avg, b_avg = (sum(x) / len(recent) for x in zip(*recent))
+                    recent.clear()
+                    self.log(
+                        f"step {self.step}/{self.total_steps} epoch {self.epoch} loss {(f_avg + b_avg) / 2:.4f} "
+                        f"(forward {f_avg:.4f}, backward {b_avg:.4f}) {self.tokens_per_second:.0f} tokens/s, "
+                        f"{self.elapsed:.0f}s training"
+                    )
+                out_of_time = stop_after_seconds is not None and time.monotonic() - started >= stop_after_seconds
+                if self.step % c.checkpoint_every == 0 or stop.requested or out_of_time:
+                    self.checkpoint()
+                if stop.requested or out_of_time:
+                    self.log(f"stopped at step {self.step}; checkpoint written to {self.ckpt_path} (continue with --resume)")
+                    break
+        bar.close()
+        finished = self.step >= self.total_steps or self.epoch >= c.epochs
+        self.checkpoint()
+        export_dir = dev = None
+        if finished:
+            dev = self.evaluate_dev()
+            if dev is not None:
+                self.log(f"final dev {dev}")
+            export_dir = export_model(self.model, self.vocab, self.out_dir / "model")
+            self.log(f"exported {export_dir}/options.json, weights.hdf5, vocab.txt")
+        return TrainResult(self.step, self.epoch, finished, last, self.tokens_per_second, self.elapsed, self.ckpt_path, export_dir, dev)
+
+
 def train(
     config: TrainConfig,
     *,
@@ -164,137 +335,4 @@ def train(
     uninterrupted run). ``stop_after_seconds`` checkpoints and returns once this much time has
     passed. When the run completes, the model is exported to ``output_dir/model``.
     """
-    from tqdm import tqdm
-
-    out_dir = Path(config.output_dir)
-    ckpt_path = out_dir / CHECKPOINT_NAME
-    if not resume and ckpt_path.exists():
-        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose another output_dir")
-    sentences = list(read_sentences(config.train_file))
-    if not sentences:
-        raise ValueError(f"{config.train_file}: no sentences")
-    vocab = Vocabulary.build(sentences, config.vocab_size, config.min_count)
-    corpus = encode_corpus(sentences, vocab)
-    fingerprint = corpus_fingerprint(corpus)
-    del sentences
-    dev = encode_corpus(read_sentences(config.dev_file), vocab) if config.dev_file else None
-
-    torch.manual_seed(config.seed)
-    model = BiLanguageModel(initial_weights(config.model, config.seed), len(vocab), backend=config.backend, seed=config.seed)
-    optimizer = _optimizer(config, list(model.parameters()))
-    sampler = torch.Generator().manual_seed(config.seed + 2)
-    n_samples = config.softmax_samples
-    epoch = window = step = tokens = 0
-    elapsed = 0.0
-    state: LstmState = model.zero_state(config.batch_size)
-    if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        saved = TrainConfig.from_json_dict(ckpt["config"]).trajectory()
-        if saved != config.trajectory():
-            diff = sorted(k for k in saved if saved[k] != config.trajectory()[k])
-            raise ValueError(f"{ckpt_path}: config differs from the checkpoint's in {', '.join(diff)}; an exact resume needs them equal")
-        if ckpt["fingerprint"] != fingerprint:
-            raise ValueError(f"{ckpt_path}: {config.train_file} changed since the checkpoint was written")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        sampler.set_state(ckpt["sampler_rng"])
-        epoch, window, step, tokens, elapsed = (ckpt[k] for k in ("epoch", "window", "step", "tokens", "elapsed"))
-        state = (ckpt["state_h"], ckpt["state_c"])
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(config.to_json_dict(), indent=2) + "\n", encoding="utf-8")
-        vocab.save(out_dir / "vocab.txt")
-
-    def checkpoint() -> None:
-        save_checkpoint(
-            ckpt_path,
-            {
-                "config": config.to_json_dict(), "vocab": vocab.words, "fingerprint": fingerprint,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(), "sampler_rng": sampler.get_state(),
-                "epoch": epoch, "window": window, "step": step, "tokens": tokens, "elapsed": elapsed,
-                "state_h": state[0], "state_c": state[1],
-            },
-        )
-
-    carry = config.state == "carry"
-
-    def epoch_data(e: int) -> WindowStream | SentenceBatches:
-        order = epoch_order(corpus.n_sentences, config.seed, e)
-        if carry:
-            return WindowStream(corpus, order, config.batch_size, config.n_steps, drop_remainder=True)
-        return SentenceBatches(corpus, order, config.batch_size, SORT_CHUNK_BATCHES * config.batch_size)
-
-    stream = epoch_data(epoch)
-    total_steps = config.epochs * len(stream) if config.max_steps is None else min(config.max_steps, config.epochs * len(stream))
-    if len(stream) == 0:
-        raise ValueError(f"{config.train_file}: too little text for one window of batch_size={config.batch_size}")
-    log(
-        f"training: {corpus.n_sentences} sentences, {corpus.n_predictions} predictions per direction per epoch, "
-        f"vocabulary {len(vocab)} ({'full softmax' if n_samples is None else f'sampled softmax, {n_samples} samples'}), "
-        f"{sum(p.numel() for p in model.bilm.parameters())} biLM parameters, {len(stream)} steps per epoch "
-        f"({'state carried' if carry else 'whole sentences from zero state'}), "
-        f"{total_steps} steps" + (f", resuming at step {step}" if resume else "")
-    )
-    params = list(model.parameters())
-    model.train()
-    started = time.monotonic()
-    recent: list[tuple[float, float]] = []
-    last_loss = float("nan")
-    dev_ppl = None
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, dynamic_ncols=True, desc="train", mininterval=2.0)
-    with _StopFlag() as stop:
-        while step < total_steps and epoch < config.epochs:
-            if window >= len(stream):
-                if dev is not None:
-                    dev_ppl = evaluate(model, dev, config.batch_size, config.n_steps)
-                    log(f"epoch {epoch} done, dev {dev_ppl}")
-                epoch, window = epoch + 1, 0
-                state = model.zero_state(config.batch_size)
-                stream = epoch_data(epoch)
-                continue
-            t0 = time.monotonic()
-            samples = None if n_samples is None else sample_log_uniform(len(vocab), n_samples, sampler)
-            batch = stream.window(window)
-            start = state if carry else model.zero_state(batch.lengths.shape[0])
-            nll, n, new_state = model.window_nll(batch, corpus.char_ids, start, dropout=config.dropout, samples=samples)
-            losses = nll / n
-            optimizer.zero_grad(set_to_none=True)
-            (losses.mean() * config.effective_loss_scale).backward()
-            if config.clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
-            optimizer.step()
-            if carry:
-                state = (new_state[0].detach(), new_state[1].detach())
-            window, step, tokens = window + 1, step + 1, tokens + n
-            elapsed += time.monotonic() - t0
-            loss_f, loss_b = (float(x) for x in losses.detach())
-            recent.append((loss_f, loss_b))
-            last_loss = (loss_f + loss_b) / 2
-            bar.update(1)
-            bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tokens / max(elapsed, 1e-9):.0f}", refresh=False)
-            if step % config.log_every == 0 or step == total_steps:
-                f_avg, b_avg = (sum(x) / len(recent) for x in zip(*recent))
-                recent.clear()
-                log(
-                    f"step {step}/{total_steps} epoch {epoch} loss {(f_avg + b_avg) / 2:.4f} (forward {f_avg:.4f}, "
-                    f"backward {b_avg:.4f}) {tokens / max(elapsed, 1e-9):.0f} tokens/s, {elapsed:.0f}s training"
-                )
-            out_of_time = stop_after_seconds is not None and time.monotonic() - started >= stop_after_seconds
-            if step % config.checkpoint_every == 0 or stop.requested or out_of_time:
-                checkpoint()
-            if stop.requested or out_of_time:
-                log(f"stopped at step {step}; checkpoint written to {ckpt_path} (continue with --resume)")
-                break
-    bar.close()
-    finished = step >= total_steps or epoch >= config.epochs
-    checkpoint()
-    export_dir = None
-    if finished:
-        if dev is not None:
-            dev_ppl = evaluate(model, dev, config.batch_size, config.n_steps)
-            log(f"final dev {dev_ppl}")
-        export_dir = export_model(model, vocab, out_dir / "model")
-        log(f"exported {export_dir}/options.json, weights.hdf5, vocab.txt")
-    return TrainResult(step, epoch, finished, last_loss, tokens / max(elapsed, 1e-9), elapsed, ckpt_path, export_dir, dev_ppl)
+    return Trainer(config, resume=resume, log=log).run(progress=progress, stop_after_seconds=stop_after_seconds)
