@@ -28,6 +28,8 @@ from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, MAX_CHARS, token_
 UNK_TOKEN = "<UNK>"
 SPECIAL_TOKENS: tuple[str, ...] = (BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)
 BOS_ID, EOS_ID, UNK_ID = 0, 1, 2
+BOS_TYPE, EOS_TYPE = 0, 1
+"""Type ids of the boundary tokens in every :class:`EncodedCorpus`."""
 
 
 def read_sentences(path: str | Path) -> Iterator[list[str]]:
@@ -109,7 +111,7 @@ class EncodedCorpus:
 
 def encode_corpus(sentences: Iterable[Sequence[str]], vocab: Vocabulary) -> EncodedCorpus:
     """Map every token to a type id (its own characters) and every type to its softmax id."""
-    types: dict[str, int] = {BOS_TOKEN: 0, EOS_TOKEN: 1}
+    types: dict[str, int] = {BOS_TOKEN: BOS_TYPE, EOS_TOKEN: EOS_TYPE}
     tokens: list[int] = []
     offsets = [0]
     for sentence in sentences:
@@ -119,7 +121,7 @@ def encode_corpus(sentences: Iterable[Sequence[str]], vocab: Vocabulary) -> Enco
     names = list(types)
     char_ids = torch.tensor([token_to_ids(w) for w in names], dtype=torch.int16).reshape(len(names), MAX_CHARS)
     target_ids = np.array([vocab.id(w) for w in names], dtype=np.int64)
-    target_ids[0], target_ids[1] = BOS_ID, EOS_ID
+    target_ids[BOS_TYPE], target_ids[EOS_TYPE] = BOS_ID, EOS_ID
     return EncodedCorpus(np.array(tokens, dtype=np.int64), np.array(offsets, dtype=np.int64), char_ids, target_ids)
 
 
@@ -203,36 +205,30 @@ class SentenceBatches:
         lengths = np.diff(corpus.offsets)[rows]
         arrays = np.zeros((4, len(rows), int(lengths.max()) + 1), dtype=np.int64)
         for r, i in enumerate(rows):
-            words = corpus.tokens[corpus.offsets[i] : corpus.offsets[i + 1]]
-            n = len(words) + 1
-            arrays[0, r, :n] = np.concatenate(([0], words))
-            arrays[1, r, :n] = corpus.target_ids[np.concatenate((words, [1]))]
-            arrays[2, r, :n] = np.concatenate(([1], words[::-1]))
-            arrays[3, r, :n] = corpus.target_ids[np.concatenate((words[::-1], [0]))]
+            for j, sequence in enumerate(_sentence_sequences(corpus, i)):
+                arrays[j, r, : len(sequence)] = sequence
+        arrays[[1, 3]] = corpus.target_ids[arrays[[1, 3]]]
         t = torch.from_numpy(arrays)
         return Window(inputs=t[[0, 2]], targets=t[[1, 3]], lengths=torch.from_numpy(lengths + 1))
 
 
-def _direction_streams(corpus: EncodedCorpus, order: np.ndarray) -> tuple[np.ndarray, ...]:
-    # Per sentence: forward inputs <S> w1..wn, backward inputs </S> wn..w1 (type ids); the targets
-    # are the softmax ids of w1..wn </S> and wn..w1 <S>.
-    fwd_in, bwd_in = [], []
-    bos, eos = np.array([0]), np.array([1])
-    for i in order:
-        words = corpus.tokens[corpus.offsets[i] : corpus.offsets[i + 1]]
-        fwd_in.append(np.concatenate((bos, words)))
-        bwd_in.append(np.concatenate((eos, words[::-1])))
-    fwd_in_a = np.concatenate(fwd_in) if fwd_in else np.zeros(0, np.int64)
-    bwd_in_a = np.concatenate(bwd_in) if bwd_in else np.zeros(0, np.int64)
-    # The next input of each stream is the current target; a sentence's last target is its end.
-    starts = np.zeros(len(fwd_in_a), dtype=bool)
-    lengths = np.array([len(x) for x in fwd_in], dtype=np.int64)
-    starts[np.cumsum(lengths)[:-1]] = True
-    fwd_next = np.where(np.roll(starts, -1), 1, np.roll(fwd_in_a, -1))
-    bwd_next = np.where(np.roll(starts, -1), 0, np.roll(bwd_in_a, -1))
-    if len(fwd_in_a):
-        fwd_next[-1], bwd_next[-1] = 1, 0
-    return fwd_in_a, corpus.target_ids[fwd_next], bwd_in_a, corpus.target_ids[bwd_next]
+def _sentence_sequences(corpus: EncodedCorpus, i: int) -> tuple[np.ndarray, ...]:
+    # Type ids of sentence i: forward inputs <S> w1..wn and targets w1..wn </S>; backward inputs
+    # </S> wn..w1 and targets wn..w1 <S>.
+    words = corpus.tokens[corpus.offsets[i] : corpus.offsets[i + 1]]
+    back = words[::-1]
+    bos, eos = np.array([BOS_TYPE]), np.array([EOS_TYPE])
+    return (np.concatenate((bos, words)), np.concatenate((words, eos)), np.concatenate((eos, back)), np.concatenate((back, bos)))
+
+
+def _direction_streams(corpus: EncodedCorpus, order: np.ndarray) -> list[np.ndarray]:
+    # The four sequences of every sentence in ``order``, concatenated; targets as softmax ids.
+    parts = [_sentence_sequences(corpus, i) for i in order]
+    if not parts:
+        return [np.zeros(0, np.int64)] * 4
+    streams = [np.concatenate(p) for p in zip(*parts)]
+    streams[1], streams[3] = corpus.target_ids[streams[1]], corpus.target_ids[streams[3]]
+    return streams
 
 
 def _rows(stream: np.ndarray, batch_size: int, row_len: int) -> np.ndarray:
