@@ -6,6 +6,7 @@ function that runs it and returns the exit status.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -100,8 +101,9 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     stop = None if args.stop_after_minutes is None else 60.0 * args.stop_after_minutes
     result = train(config, resume=args.resume, progress=not args.quiet, stop_after_seconds=stop, log=_log)
+    loss = "" if math.isnan(result.last_loss) else f"last step's loss {result.last_loss:.4f}, "
     _log(
-        f"{'finished' if result.finished else 'stopped'} at step {result.step}: last step's loss {result.last_loss:.4f}, "
+        f"{'finished' if result.finished else 'stopped'} at step {result.step}: {loss}"
         f"{result.tokens_per_second:.0f} tokens/s over {result.elapsed:.0f}s of training"
     )
     return 0
