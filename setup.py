@@ -102,9 +102,9 @@ def build_ext_class():
     return BuildExtensionOptional
 
 setup(
-    packages=["elmo_fast", "elmo_fast.reference", "elmo_fast.ops", "elmo_fast.modules", "elmo_fast.kernels"],
+    packages=["elmo_fast", "elmo_fast.reference", "elmo_fast.ops", "elmo_fast.modules", "elmo_fast.train", "elmo_fast.kernels"],
     package_dir={"elmo_fast.kernels": "kernels"},
-    package_data={"elmo_fast": ["data/demo/*.json", "data/demo/*.hdf5"]},
+    package_data={"elmo_fast": ["data/default/*.json", "data/default/*.hdf5", "data/default/*.txt", "data/default/*.md"]},
     include_package_data=True,
     ext_modules=[
         CppExtension(

@@ -76,6 +76,9 @@ def _build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--seed", type=int, default=0)
 
     sub.add_parser("env", help="print versions and which backends loaded (and why the others did not)")
+    from elmo_fast.train.cli import add_train_commands
+
+    add_train_commands(sub)
     return parser
 
 
@@ -138,6 +141,8 @@ def _probe(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``elmo-fast`` console script and ``python -m elmo_fast``."""
     args = _build_parser().parse_args(argv)
+    if hasattr(args, "handler"):
+        return args.handler(args)
     if args.command == "env":
         from elmo_fast import env_report
 

@@ -379,7 +379,7 @@ def save_weights(weights: ElmoWeights, weight_file: PathLike, options_file: Path
 
 
 def random_weights(options: ElmoOptions, seed: int = 0, scale: float = 0.5) -> ElmoWeights:
-    """A random-weight model with the shapes of ``options`` (for tests, benchmarks and the demo model).
+    """A random-weight model with the shapes of ``options`` (for tests and benchmarks).
 
     Matrices are scaled by ``scale / sqrt(fan_in)`` so activations stay in a realistic range.
     """

@@ -1,12 +1,13 @@
 """Public API behaviour beyond the fixture: shapes, extra dims, vocab cache, gradients, errors."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close, random_sentences
 
 import elmo_fast
-import elmo_fast.default_model
 from elmo_fast import BackendUnavailable, Elmo, ElmoEmbedder, batch_to_ids
 
 
@@ -100,9 +101,9 @@ def test_unusable_backend_fails_loudly(monkeypatch):
         ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS)
 
 
-def test_default_model_warns_and_embeds():
-    with pytest.warns(UserWarning, match="RANDOM-WEIGHT demo model"):
-        elmo_fast.default_model._warned = False
+def test_default_model_embeds_without_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         emb = ElmoEmbedder(state="zero")
     vectors = emb.embed_sentence(["hello", "world"])
     assert vectors.shape == (3, 2, 128)
