@@ -72,6 +72,23 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     embed.set_defaults(format="all")
 
+    probe = sub.add_parser(
+        "probe",
+        help="measure what each layer knows (part of speech, word sense) on WordNet's example sentences",
+        description="Build labelled data from WordNet's example sentences (Debian: apt-get install wordnet-base), "
+        "embed it and report, on held-out words, part-of-speech probe accuracy and nearest-neighbour word-sense "
+        "accuracy per layer and for a learned mix; writes probe.json and probe.png.",
+    )
+    probe.add_argument("--options", "--options-file", dest="options", type=Path, help="options.json of the model")
+    probe.add_argument("--weights", "--weight-file", dest="weights", type=Path, help="weights.hdf5 of the model")
+    probe.add_argument("--wordnet-dir", type=Path, default=Path("/usr/share/wordnet"), help="WordNet dict folder")
+    probe.add_argument("--out-dir", type=Path, default=Path("probe_results"), help="where to write probe.json/png")
+    probe.add_argument("--state", choices=("zero", "warm"), default="zero", help="LSTM start state (default zero)")
+    probe.add_argument("--backend", default="auto", help="auto (default), cuda, triton, cpp or ref")
+    probe.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    probe.add_argument("--max-items", type=int, default=None, help="subsample each dataset (quick runs)")
+    probe.add_argument("--seed", type=int, default=0)
+
     sub.add_parser("env", help="print versions and which backends loaded (and why the others did not)")
     return parser
 
@@ -169,6 +186,23 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe(args: argparse.Namespace) -> int:
+    from elmo_fast.embedder import ElmoEmbedder
+    from elmo_fast.probe import run_probe
+
+    if (args.options is None) != (args.weights is None):
+        raise CliError("give both --options and --weights, or neither (bundled default model)")
+    embedder = ElmoEmbedder(args.options, args.weights, state=args.state, backend=args.backend, device=args.device)
+    name = str(args.weights) if args.weights else "bundled default model"
+    report = run_probe(embedder, name, args.out_dir, args.wordnet_dir, seed=args.seed, max_items=args.max_items)
+    for task in ("pos", "senses"):
+        result = report[task]
+        cells = [f"{k.replace('layer_', 'layer ')}: {v:.3f}" for k, v in result.items() if k.startswith(("layer_", "mix", "baseline")) and isinstance(v, float)]
+        print(f"{task:7s} " + "  ".join(cells))
+    print(f"wrote {args.out_dir / 'probe.json'}" + (f" and {report['plot']}" if report["plot"] else " (no plot: pip install matplotlib)"))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``elmo-fast`` console script and ``python -m elmo_fast``."""
     args = _build_parser().parse_args(argv)
@@ -182,9 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from elmo_fast.weights import WeightFileError
 
     try:
-        return _embed(args)
+        return _probe(args) if args.command == "probe" else _embed(args)
     except (CliError, WeightFileError, BackendUnavailable, ResumeError, ValueError, TypeError, OSError) as exc:
-        print(f"elmo-fast embed: error: {exc}", file=sys.stderr)
+        print(f"elmo-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("elmo-fast embed: interrupted; completed segments are kept, continue with --resume", file=sys.stderr)

@@ -19,7 +19,7 @@ import torch
 PathLike = str | os.PathLike
 
 N_CHAR_ROWS: int = 262
-LSTM_PREFIX = "RNN_{r}/RNN/MultiRNNCell/Cell{l}/LSTMCell/"
+LSTM_PREFIX = "RNN_{r}/RNN/MultiRNNCell/Cell{layer}/LSTMCell/"
 
 
 class WeightFileError(ValueError):
@@ -221,8 +221,8 @@ class ElmoWeights:
             proj_bias=t["proj_bias"],
         )
         lstm = [
-            LstmLayerWeights(*(t[f"lstm_{l}_{n}"] for n in ("w_ih", "w_hh", "bias", "w_proj")))
-            for l in range(options.n_layers)
+            LstmLayerWeights(*(t[f"lstm_{layer}_{n}"] for n in ("w_ih", "w_hh", "bias", "w_proj")))
+            for layer in range(options.n_layers)
         ]
         return cls(options, cnn, lstm)
 
@@ -259,8 +259,8 @@ def expected_shapes(options: ElmoOptions) -> dict[str, tuple[int, ...]]:
     shapes["CNN_proj/W_proj"] = (f, p)
     shapes["CNN_proj/b_proj"] = (p,)
     for r in range(2):
-        for l in range(options.n_layers):
-            prefix = LSTM_PREFIX.format(r=r, l=l)
+        for layer in range(options.n_layers):
+            prefix = LSTM_PREFIX.format(r=r, layer=layer)
             shapes[prefix + "W_0"] = (2 * p, 4 * c)
             shapes[prefix + "B"] = (4 * c,)
             shapes[prefix + "W_P_0"] = (c, p)
@@ -318,10 +318,10 @@ def load_weights(options_file: PathLike, weight_file: PathLike) -> ElmoWeights:
     )
     p, c = options.projection_dim, options.cell_dim
     layers = []
-    for l in range(options.n_layers):
+    for layer in range(options.n_layers):
         w_ih, w_hh, bias, w_proj = [], [], [], []
         for r in range(2):
-            prefix = LSTM_PREFIX.format(r=r, l=l)
+            prefix = LSTM_PREFIX.format(r=r, layer=layer)
             w0 = a[prefix + "W_0"]
             b = a[prefix + "B"].copy()
             b[2 * c : 3 * c] += 1.0
@@ -359,9 +359,9 @@ def save_weights(weights: ElmoWeights, weight_file: PathLike, options_file: Path
         data[f"CNN_high_{k}/b_carry"] = n(hw.b_carry)
     data["CNN_proj/W_proj"] = n(cnn.proj_weight)
     data["CNN_proj/b_proj"] = n(cnn.proj_bias)
-    for l, lw in enumerate(weights.lstm):
+    for layer, lw in enumerate(weights.lstm):
         for r in range(2):
-            prefix = LSTM_PREFIX.format(r=r, l=l)
+            prefix = LSTM_PREFIX.format(r=r, layer=layer)
             b = n(lw.bias[r]).copy()
             b[2 * c : 3 * c] -= 1.0
             data[prefix + "W_0"] = np.concatenate([n(lw.w_ih[r]), n(lw.w_hh[r])])

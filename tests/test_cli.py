@@ -41,7 +41,7 @@ def test_subprocess_embed_all_matches_python_api(tmp_path, text):
             assert_close(f[str(i)][...], vectors, what=f"line {i}")
         mapping = json.loads(f["sentence_to_index"][0])
     lines = [" ".join(s) for s in sentences]
-    assert mapping == {line: str(max(i for i, l in enumerate(lines) if l == line)) for line in lines}
+    assert mapping == {line: str(max(i for i, other in enumerate(lines) if other == line)) for line in lines}
 
 
 @pytest.mark.parametrize("fmt", ["top", "average"])
