@@ -23,7 +23,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "laid out as AllenNLP's `elmo` command writes it. Without --options/--weights the bundled "
         "default model is used.",
     )
-    embed.add_argument("input", type=Path, help="input text file (UTF-8), one sentence per line")
+    embed.add_argument(
+        "input", type=Path, help="input text file (UTF-8), one sentence per line; --engine ray also takes a directory"
+    )
     embed.add_argument("output", type=Path, help="output hdf5 file")
     embed.add_argument("--options", "--options-file", dest="options", type=Path, help="options.json of the model")
     embed.add_argument("--weights", "--weight-file", dest="weights", type=Path, help="weights.hdf5 of the model")
@@ -56,6 +58,18 @@ def _build_parser() -> argparse.ArgumentParser:
         "--checkpoint-every", type=int, default=4096, metavar="N", help="sentences per checkpointed segment (default 4096)"
     )
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
+    ray = embed.add_argument_group("distributed (pip install 'elmo_fast[ray]')")
+    ray.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: a pool of Ray workers, one model each (--state zero or warm)",
+    )
+    ray.add_argument("--num-workers", type=int, default=None, help="Ray workers (default: one per GPU, else per CPU)")
+    ray.add_argument("--address", default=None, help="Ray cluster to join (default: a new local instance, or RAY_ADDRESS)")
+    ray.add_argument(
+        "--no-bucket", action="store_true", help="Ray: batch lines in order, not by length (bit-identical to local)"
+    )
     embed.set_defaults(format="all")
 
     probe = sub.add_parser(
@@ -82,13 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _embed(args: argparse.Namespace) -> int:
-    from elmo_fast.embedder import ElmoEmbedder
-
-    if (args.options is None) != (args.weights is None):
-        raise CliError("give both --options and --weights, or neither (bundled default model)")
-    if not args.input.is_file():
-        raise CliError(f"input file {args.input} not found")
+def _check_output(args: argparse.Namespace) -> None:
     parts = args.output.with_name(args.output.name + ".parts")
     if args.resume and args.overwrite:
         raise CliError("--resume and --overwrite exclude each other")
@@ -103,6 +111,66 @@ def _embed(args: argparse.Namespace) -> int:
         shutil.rmtree(parts)
     if args.batch_size < 1 or args.checkpoint_every < 1:
         raise CliError("--batch-size and --checkpoint-every must be positive")
+
+
+def _embed_ray(args: argparse.Namespace) -> int:
+    """``--engine ray``: :func:`elmo_fast.distributed.embed_file_ray` with the command's options."""
+    from elmo_fast.distributed import CARRY_REASON, RayJobFailed, RayUnavailable, embed_file_ray, require_ray
+
+    if args.state == "carry":
+        raise CliError(f"--engine ray needs --state zero or --state warm, not carry (the default): {CARRY_REASON}")
+    if args.device is not None or args.cuda_device >= 0:
+        raise CliError(
+            "--device/--cuda-device do not apply to --engine ray: workers use a GPU each where the cluster has GPUs"
+        )
+    if not args.input.exists():
+        raise CliError(f"input {args.input} not found")
+    try:
+        require_ray()
+    except RayUnavailable as exc:
+        raise CliError(str(exc)) from None
+    _check_output(args)
+    try:
+        report = embed_file_ray(
+            args.input,
+            args.output,
+            args.options,
+            args.weights,
+            state=args.state,
+            output_format=args.format,
+            batch_size=args.batch_size,
+            forget_sentences=args.forget_sentences,
+            use_sentence_keys=args.use_sentence_keys,
+            resume=args.resume,
+            encoding_errors=args.encoding_errors,
+            segment_size=args.checkpoint_every,
+            bucket=not args.no_bucket,
+            backend=args.backend,
+            num_workers=args.num_workers,
+            address=args.address,
+            progress=not args.quiet,
+        )
+    except RayJobFailed as exc:
+        raise CliError(str(exc)) from None
+    reused = f", {report.reused} reused from the interrupted run" if report.reused else ""
+    print(f"wrote {args.output} ({report.segments} segments on {report.workers} Ray workers{reused})", file=sys.stderr)
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from elmo_fast.embedder import ElmoEmbedder
+
+    if (args.options is None) != (args.weights is None):
+        raise CliError("give both --options and --weights, or neither (bundled default model)")
+    if args.engine == "ray":
+        return _embed_ray(args)
+    if args.num_workers is not None or args.address is not None or args.no_bucket:
+        raise CliError("--num-workers, --address and --no-bucket need --engine ray")
+    if args.input.is_dir():
+        raise CliError(f"{args.input} is a directory; directories are read by --engine ray (or join the files into one)")
+    if not args.input.is_file():
+        raise CliError(f"input file {args.input} not found")
+    _check_output(args)
     device = args.device or (f"cuda:{args.cuda_device}" if args.cuda_device >= 0 else "cpu")
     embedder = ElmoEmbedder(args.options, args.weights, state=args.state, backend=args.backend, device=device)
     embedder.embed_file(

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,13 +54,14 @@ def read_lines(path: Path, encoding_errors: str = "strict") -> Iterator[str]:
             yield line.strip()
 
 
-def scan_lines(path: Path, encoding_errors: str, unique: bool = False) -> int:
+def scan_lines(path: Path, encoding_errors: str, unique: bool = False, seen: set[str] | None = None) -> int:
     """Count lines and reject blank ones (AllenNLP refuses them) before any work is done.
 
-    ``unique``: also reject a repeated line (sentences used as keys must be distinct).
+    ``unique``: also reject a repeated line (sentences used as keys must be distinct); ``seen``
+    carries the sentences of earlier files when several files make one corpus.
     """
     blank = []
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     count = 0
     for count, line in enumerate(read_lines(path, encoding_errors), start=1):
         if not line:
@@ -126,16 +127,23 @@ def _write_segment(path: Path, records: list[tuple[str, str, np.ndarray]], state
     os.replace(tmp, path)
 
 
-def _complete_segments(parts: Path) -> int:
+def segment_complete(path: Path) -> bool:
+    """Whether ``path`` is a finished, readable segment file."""
     import h5py
 
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            f["keys"].shape
+    except (OSError, KeyError):
+        return False
+    return True
+
+
+def _complete_segments(parts: Path) -> int:
     count = 0
-    while _segment_path(parts, count).exists():
-        try:
-            with h5py.File(_segment_path(parts, count), "r") as f:
-                f["keys"].shape
-        except (OSError, KeyError):
-            break
+    while segment_complete(_segment_path(parts, count)):
         count += 1
     return count
 
@@ -189,6 +197,51 @@ def _prepare(parts: Path, spec: JobSpec, resume: bool, initial_state) -> int:
     return 0
 
 
+def round_segment_size(segment_size: int, batch_size: int) -> int:
+    """``segment_size`` rounded up to a whole number of batches, so batches never straddle segments."""
+    if segment_size < batch_size or segment_size % batch_size:
+        segment_size = max(1, -(-segment_size // batch_size)) * batch_size
+    return segment_size
+
+
+def embed_records(
+    embedder: ElmoEmbedder,
+    sentences: list[str],
+    first_index: int,
+    *,
+    batch_size: int,
+    output_format: str,
+    use_sentence_keys: bool,
+    bucket: bool = False,
+    on_batch: Callable[[int], object] | None = None,
+) -> list[tuple[str, str, np.ndarray]]:
+    """``(key, sentence, array)`` for lines ``first_index, first_index + 1, ...`` of a corpus.
+
+    Batches are ``batch_size`` consecutive lines, or with ``bucket`` lines of similar length
+    (a stable sort by token count, then the results put back in line order: less padding, and
+    with ``state="zero"``/``"warm"`` the same vectors up to float32 rounding). ``on_batch`` is
+    called with each batch's size.
+    """
+    from elmo_fast.embedder import _batches
+
+    tokens = [s.split() for s in sentences]
+    order = sorted(range(len(tokens)), key=lambda i: len(tokens[i])) if bucket else range(len(tokens))
+    arrays: list[np.ndarray | None] = [None] * len(tokens)
+    for rows in _batches(order, batch_size):
+        for row, embedding in zip(rows, embedder.embed_batch([tokens[i] for i in rows])):
+            if output_format == "top":
+                embedding = embedding[-1]
+            elif output_format == "average":
+                embedding = np.average(embedding, axis=0)
+            arrays[row] = embedding
+        if on_batch is not None:
+            on_batch(len(rows))
+    return [
+        (sentence if use_sentence_keys else str(first_index + i), sentence, array)
+        for i, (sentence, array) in enumerate(zip(sentences, arrays))
+    ]
+
+
 def _merge(parts: Path, segments: int, output: Path, spec: JobSpec) -> None:
     import h5py
 
@@ -233,8 +286,7 @@ def run_embed_file(
 
     from elmo_fast.embedder import _batches
 
-    if segment_size < batch_size or segment_size % batch_size:
-        segment_size = max(1, -(-segment_size // batch_size)) * batch_size
+    segment_size = round_segment_size(segment_size, batch_size)
     total = scan_lines(input_path, encoding_errors, unique=use_sentence_keys)
     stat = input_path.stat()
     spec = JobSpec(
@@ -265,16 +317,16 @@ def run_embed_file(
         index = start
         segment = done
         for chunk in _batches(lines, segment_size):
-            records = []
-            for batch in _batches(chunk, batch_size):
-                for sentence, embedding in zip(batch, embedder.embed_batch([s.split() for s in batch])):
-                    if output_format == "top":
-                        embedding = embedding[-1]
-                    elif output_format == "average":
-                        embedding = np.average(embedding, axis=0)
-                    records.append((sentence if use_sentence_keys else str(index), sentence, embedding))
-                    index += 1
-                bar.update(len(batch))
+            records = embed_records(
+                embedder,
+                chunk,
+                index,
+                batch_size=batch_size,
+                output_format=output_format,
+                use_sentence_keys=use_sentence_keys,
+                on_batch=bar.update,
+            )
+            index += len(chunk)
             _write_segment(_segment_path(parts, segment), records, embedder.elmo_bilm._states if carry else None)
             segment += 1
     _merge(parts, segment, output, spec)
