@@ -1,7 +1,14 @@
+import os
 import sys
 from pathlib import Path
 
 import torch
+
+# Without a CUDA device the Triton kernels are tested on CPU tensors under the Triton interpreter.
+# Set here, before any test module imports triton, so that plain `pytest -q` runs them too;
+# backend "auto" never picks triton on CPU, so nothing else changes.
+if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -16,4 +23,4 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 # generates 2,500 cases per property (over 10,000 in all). See the README.
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=2500, deadline=None, suppress_health_check=list(HealthCheck))
-settings.load_profile(__import__("os").environ.get("ELMO_FAST_HYPOTHESIS", "ci"))
+settings.load_profile(os.environ.get("ELMO_FAST_HYPOTHESIS", "ci"))

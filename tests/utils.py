@@ -26,9 +26,9 @@ def _triton_device() -> str | None:
 
 
 # Where the Triton tests run: a CUDA device, or CPU tensors under the interpreter
-# (TRITON_INTERPRET=1 set before Python starts); None when they cannot run here.
+# (TRITON_INTERPRET=1, which conftest.py sets where there is no CUDA device); None when they cannot run here.
 TRITON_DEVICE: str | None = _triton_device()
-TRITON_SKIP_REASON = "Triton tests need triton and a CUDA device, or TRITON_INTERPRET=1 set before Python starts"
+TRITON_SKIP_REASON = "Triton tests need triton and a CUDA device, or TRITON_INTERPRET=1 (set by conftest.py without CUDA)"
 
 # (atol, rtol) per compute dtype; the reference is fp32 (float64 where cheap).
 TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
