@@ -22,9 +22,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from elmo_fast.weights import ElmoOptions, random_weights, save_weights
+from cases import TINY  # benchmarks/cases.py, beside this script
 
-TINY = ElmoOptions(projection_dim=16, cell_dim=32, filters=((1, 4), (2, 8), (3, 16)), n_highway=1, char_embed_dim=4)
+from elmo_fast.weights import random_weights, save_weights
 
 
 def write_corpus(path: Path, size_mb: float, seed: int = 0) -> int:

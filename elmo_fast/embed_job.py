@@ -109,22 +109,44 @@ def _segment_path(parts: Path, index: int) -> Path:
     return parts / f"segment-{index:06d}.h5"
 
 
+SEGMENT_FORMAT = 2
+
+
 def _write_segment(path: Path, records: list[tuple[str, str, np.ndarray]], state) -> None:
+    """One segment file: keys, sentences, token counts and every array joined on the token axis.
+
+    Writing one dataset per segment instead of one per sentence keeps checkpointing cheap; the
+    per-sentence datasets of AllenNLP's layout are made once, by :func:`_merge`.
+    """
     import h5py
 
     tmp = path.with_suffix(".tmp")
     with h5py.File(tmp, "w") as out:
-        keys = out.create_dataset("keys", (len(records),), dtype=h5py.string_dtype())
-        sentences = out.create_dataset("sentences", (len(records),), dtype=h5py.string_dtype())
-        group = out.create_group("data")
-        for i, (key, sentence, array) in enumerate(records):
-            keys[i] = key
-            sentences[i] = sentence
-            group.create_dataset(str(i), data=array, dtype="float32")
+        out.attrs["format"] = SEGMENT_FORMAT
+        out.create_dataset("keys", data=[key for key, _, _ in records], dtype=h5py.string_dtype())
+        out.create_dataset("sentences", data=[sentence for _, sentence, _ in records], dtype=h5py.string_dtype())
+        out.create_dataset("lengths", data=np.array([a.shape[-2] for _, _, a in records], dtype=np.int64))
+        if records:
+            flat = np.concatenate([a for _, _, a in records], axis=-2).astype(np.float32, copy=False)
+            out.create_dataset("flat", data=flat)
         if state is not None:
             out.create_dataset("state_h", data=state[0].to("cpu").numpy())
             out.create_dataset("state_c", data=state[1].to("cpu").numpy())
     os.replace(tmp, path)
+
+
+def _read_segment(path: Path) -> Iterator[tuple[str, str, np.ndarray]]:
+    """The ``(key, sentence, array)`` records of a segment written by :func:`_write_segment`."""
+    import h5py
+
+    with h5py.File(path, "r") as seg:
+        keys = seg["keys"].asstr()[...]
+        sentences = seg["sentences"].asstr()[...]
+        lengths = seg["lengths"][...]
+        flat = seg["flat"][...] if len(keys) else None
+    ends = np.cumsum(lengths)
+    for key, sentence, end, length in zip(keys, sentences, ends, lengths):
+        yield str(key), str(sentence), flat[..., end - length : end, :]
 
 
 def segment_complete(path: Path) -> bool:
@@ -136,6 +158,8 @@ def segment_complete(path: Path) -> bool:
     try:
         with h5py.File(path, "r") as f:
             f["keys"].shape
+            if f.attrs.get("format") != SEGMENT_FORMAT:
+                return False
     except (OSError, KeyError):
         return False
     return True
@@ -250,14 +274,10 @@ def _merge(parts: Path, segments: int, output: Path, spec: JobSpec) -> None:
     try:
         with h5py.File(tmp, "w") as out:
             for index in range(segments):
-                with h5py.File(_segment_path(parts, index), "r") as seg:
-                    keys = seg["keys"].asstr()[...]
-                    sentences = seg["sentences"].asstr()[...]
-                    for i, (key, sentence) in enumerate(zip(keys, sentences)):
-                        array = seg["data"][str(i)][...]
-                        out.create_dataset(key, array.shape, dtype="float32", data=array)
-                        if not spec.forget_sentences and not spec.use_sentence_keys:
-                            sentence_to_index[sentence] = key
+                for key, sentence, array in _read_segment(_segment_path(parts, index)):
+                    out.create_dataset(key, array.shape, dtype="float32", data=array)
+                    if not spec.forget_sentences and not spec.use_sentence_keys:
+                        sentence_to_index[sentence] = key
             if not spec.forget_sentences and not spec.use_sentence_keys:
                 mapping = out.create_dataset("sentence_to_index", (1,), dtype=h5py.special_dtype(vlen=str))
                 mapping[0] = json.dumps(sentence_to_index)

@@ -143,3 +143,32 @@ def test_empty_batches():
     assert ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS).embed_batch([]) == []
     with pytest.raises(ValueError, match=r"\(B, T, 50\)"):
         elmo._elmo_lstm(torch.zeros(2, 50, dtype=torch.long))
+
+
+@pytest.mark.parametrize("shape", [(3, None, 4), (None, 4)], ids=["all", "top"])
+def test_segment_file_round_trip(tmp_path, shape):
+    from elmo_fast.embed_job import _read_segment, _write_segment, segment_complete
+
+    rng = np.random.default_rng(0)
+    records = [
+        (str(i), f"sentence {i}", rng.standard_normal([n if d is None else d for d in shape]).astype(np.float32))
+        for i, n in enumerate([3, 1, 7, 2])
+    ]
+    path = tmp_path / "segment-000000.h5"
+    _write_segment(path, records, None)
+    assert segment_complete(path)
+    back = list(_read_segment(path))
+    assert [(k, s) for k, s, _ in back] == [(k, s) for k, s, _ in records]
+    assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(back, records))
+    _write_segment(path, [], None)
+    assert segment_complete(path) and list(_read_segment(path)) == []
+
+
+def test_segment_of_another_format_is_recomputed(tmp_path):
+    from elmo_fast.embed_job import segment_complete
+
+    path = tmp_path / "segment-000000.h5"
+    with h5py.File(path, "w") as f:  # the layout of an older elmo_fast: one dataset per sentence
+        f.create_dataset("keys", data=["0"], dtype=h5py.string_dtype())
+        f.create_group("data").create_dataset("0", data=np.zeros((3, 2, 4), np.float32))
+    assert not segment_complete(path)
