@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# GPU check of the Triton backend, in well under 10 minutes on one H100:
-#   1. the Triton tests on the GPU (tests/test_triton_*.py, CUDA tensors, kernels compiled for real),
+# GPU check of the Triton and CUDA backends, in well under 10 minutes on one H100:
+#   0. builds the compiled extensions in place (elmo_fast._C and, mandatory here, elmo_fast._C_cuda
+#      for sm_90a: ELMO_FAST_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0a python setup.py build_ext --inplace),
+#   1. the Triton tests on the GPU (tests/test_triton_*.py, CUDA tensors, kernels compiled for real)
+#      and the CUDA backend's tests (tests/test_cuda_lstmp.py), then the CUDA rows
+#      (benchmarks/cuda_rows.py: LSTM part of the original model, batch 1 and 128, issue 8 targets),
 #   2. full-size parity and speed of the whole model (benchmarks/gpu_check.py parity: original
 #      config, batch 64, triton fp32/bf16 against the fp32 reference on the same GPU),
 #   3. benchmarks/run.py on the GPU: original config, batches 1 8 32 128 512, backends ref and
@@ -9,9 +13,9 @@
 #
 # Run from anywhere on a machine with python3, torch (CUDA build) and triton:
 #     bash benchmarks/gpu_check.sh
-# Nothing is downloaded or built: the package is put on PYTHONPATH from a copy of the tree (with
-# kernels/ as elmo_fast/kernels), so the compiled extensions are not needed; only ref and triton
-# run. Results (JSON, the log, the JUnit file) go to $OUT (default benchmarks/results/gpu_check).
+# Nothing is downloaded: the extensions are built in the tree, and the package is put on PYTHONPATH
+# from a copy of it (with kernels/ as elmo_fast/kernels). When the CUDA build fails, its steps are
+# reported as failed and the Triton steps still run. Results (JSON, the log, the JUnit file) go to $OUT (default benchmarks/results/gpu_check).
 # A step that fails or runs out of time is reported and the next one still runs; the exit status
 # is non-zero when any step failed.
 #
@@ -66,6 +70,17 @@ print('torch', torch.__version__, '| triton', triton.__version__, '|', torch.cud
     exit 2
 fi
 
+CUDA_BUILT=0
+if [[ "${GPU_CHECK_DRY_RUN:-0}" != 1 ]]; then
+    # build_ext --inplace puts _C*.so into $REPO/elmo_fast, which the copy below takes along
+    rm -f "$REPO"/elmo_fast/_C_cuda*.so
+    cd "$REPO" || exit 2
+    ELMO_FAST_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}" MAX_JOBS="${MAX_JOBS:-16}" \
+        run_step "build the extensions" 240 "$PY" setup.py -q build_ext --inplace
+    compgen -G "$REPO/elmo_fast/_C_cuda*.so" >/dev/null && CUDA_BUILT=1
+    ls -l "$REPO"/elmo_fast/_C*.so 2>/dev/null
+fi
+
 # The package from this tree, with kernels/ where setup.py installs it (elmo_fast.kernels).
 SITE="$(mktemp -d)"
 trap 'rm -rf "$SITE"' EXIT
@@ -82,12 +97,23 @@ PARALLEL=()
 run_step "GPU tests" 200 "$PY" -m pytest -q -p no:cacheprovider "${PARALLEL[@]}" --junitxml="$OUT/tests.xml" \
     "$REPO"/tests/test_triton_*.py
 
+if (( CUDA_BUILT )); then
+    run_step "CUDA backend tests" 150 "$PY" -m pytest -q -p no:cacheprovider --junitxml="$OUT/tests_cuda.xml" \
+        "$REPO"/tests/test_cuda_lstmp.py
+    run_step "CUDA backend rows" 100 "$PY" "$REPO/benchmarks/cuda_rows.py" --out "$OUT/cuda_rows.json"
+elif [[ "${GPU_CHECK_DRY_RUN:-0}" == 1 ]]; then
+    run_step "CUDA rows script (dry run: ref row only)" 60 env -u TRITON_INTERPRET "$PY" "$REPO/benchmarks/cuda_rows.py" \
+        --device cpu --batches 1 --runs 1 --warmup 0
+else
+    FAILED+=("CUDA steps skipped: the extension did not build")
+fi
+
 run_step "parity and speed, $CONFIG, batch $PARITY_BATCH" 150 "$PY" "$REPO/benchmarks/gpu_check.py" parity \
     --device "$DEVICE" --config "$CONFIG" --batch "$PARITY_BATCH" --runs "$RUNS" --out "$OUT/parity_${CONFIG}_b${PARITY_BATCH}.json"
 
 if [[ -f "$REPO/benchmarks/run.py" ]]; then
     BENCH=("$PY" "$REPO/benchmarks/run.py" --device "$DEVICE" --configs "$CONFIG" --batches "$BATCHES"
-           --backends ref,triton --repeats "$REPEATS")
+           --backends "ref,triton$( (( CUDA_BUILT )) && echo ,cuda)" --repeats "$REPEATS")
     run_step "benchmarks/run.py fp32" 180 "${BENCH[@]}" --out "$OUT/bench_float32.json"
     if "$PY" "$REPO/benchmarks/run.py" --help 2>/dev/null | grep -q -- "--dtype"; then
         run_step "benchmarks/run.py bf16" 150 "${BENCH[@]}" --dtype bfloat16 --out "$OUT/bench_bfloat16.json"
