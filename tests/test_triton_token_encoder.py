@@ -99,3 +99,21 @@ def test_packed_weights_follow_in_place_updates():
     after = packed_conv_weights(cnn.conv_weights, cnn.conv_biases, torch.float32)
     assert after is not before
     assert_close(after[0][:2, :5, 4:12], cnn.conv_weights[1].permute(2, 1, 0), torch.float32, "repacked filters")
+
+
+@pytest.mark.parametrize("triton_loaded", [True, False])
+def test_cuda_backend_encodes_with_triton_else_reference(monkeypatch, triton_loaded):
+    import importlib
+
+    from elmo_fast import _backends
+
+    op_module = importlib.import_module("elmo_fast.ops.token_encoder")
+    monkeypatch.setattr(_backends, "probe", lambda name: (triton_loaded, "test"))
+    cnn = _weights()
+    ids = _char_ids(7, seed=5)
+    got = op_module._IMPLS["cuda"](ids, cnn)
+    want = token_encoder_ref(ids, cnn)
+    if triton_loaded:
+        assert_close(got, want, torch.float32)
+    else:
+        assert torch.equal(got, want)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 
+from elmo_fast import _backends
 from elmo_fast.ops import _cpp
 from elmo_fast.reference.token_encoder import token_encoder_ref
 
@@ -22,12 +23,17 @@ ROW_EXACT: set[str] = set()
 CPP_CHUNK_ROWS: int = 4096
 
 
+def _weight_tensors(weights) -> list[torch.Tensor]:
+    tensors = [weights.char_embed, *weights.conv_weights, *weights.conv_biases, weights.proj_weight, weights.proj_bias]
+    for layer in weights.highway:
+        tensors += [layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry]
+    return tensors
+
+
 def _token_encoder_triton(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
     """Triton char-CNN and highway kernels, then the projection as one ``addmm`` (forward only;
     imported on first use). When autograd records (a weight requires grad), the reference runs."""
-    tensors = [weights.char_embed, *weights.conv_weights, *weights.conv_biases, weights.proj_weight, weights.proj_bias]
-    tensors += [t for hw in weights.highway for t in (hw.w_transform, hw.b_transform, hw.w_carry, hw.b_carry)]
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+    if torch.is_grad_enabled() and any(t.requires_grad for t in _weight_tensors(weights)):
         return token_encoder_ref(char_ids, weights, activation)
     from elmo_fast.kernels.char_cnn import char_cnn_fwd, packed_conv_weights
     from elmo_fast.kernels.highway import highway_fwd
@@ -44,17 +50,20 @@ def _token_encoder_triton(char_ids: torch.Tensor, weights, activation: str = "re
 _IMPLS["triton"] = _token_encoder_triton
 
 
+def _token_encoder_cuda(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
+    """The ``cuda`` backend compiles only the LSTM: its encoder is Triton's where triton loaded,
+    else the reference (PyTorch's own GPU kernels)."""
+    impl = _token_encoder_triton if _backends.probe("triton")[0] else token_encoder_ref
+    return impl(char_ids, weights, activation)
+
+
+_IMPLS["cuda"] = _token_encoder_cuda
+
+
 def token_encoder(char_ids: torch.Tensor, weights, activation: str = "relu", *, backend: str = "ref") -> torch.Tensor:
     """Embed int64 ``(..., 50)`` character ids as ``(..., P)`` with a :class:`~elmo_fast.weights.CharCNNWeights`."""
     impl = _IMPLS.get(backend, token_encoder_ref)
     return impl(char_ids, weights, activation)
-
-
-def _weight_tensors(weights) -> list[torch.Tensor]:
-    tensors = [weights.char_embed, *weights.conv_weights, *weights.conv_biases, weights.proj_weight, weights.proj_bias]
-    for layer in weights.highway:
-        tensors += [layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry]
-    return tensors
 
 
 def token_encoder_cpp(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
