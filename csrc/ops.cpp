@@ -16,7 +16,8 @@ TORCH_LIBRARY(elmo_fast, m) {
   m.def(
       "lstmp(Tensor x, Tensor lengths, Tensor w_ih, Tensor w_hh, Tensor bias, Tensor w_proj, Tensor? h0, "
       "Tensor? c0, float? cell_clip, float? proj_clip, bool residual, Tensor? w_ih_packed=None, "
-      "Tensor? w_hh_packed=None, Tensor? w_proj_packed=None) -> (Tensor, Tensor, Tensor)");
+      "Tensor? w_hh_packed=None, Tensor? w_proj_packed=None, Tensor? w_ih_scale=None, Tensor? w_hh_scale=None, "
+      "Tensor? w_proj_scale=None) -> (Tensor, Tensor, Tensor)");
 
   m.def(
       "char_cnn(Tensor char_ids, Tensor char_embed, Tensor[] conv_weights, Tensor[] conv_biases, "
@@ -29,6 +30,7 @@ TORCH_LIBRARY(elmo_fast, m) {
   // A weight (..., K, N) as the 16-column panels (..., ceil(N / 16), K, 16) that the CPU kernels read.
   // Optional `*_packed` arguments take it: pass it to skip packing on every call. For lstmp,
   // w_ih_packed = pack_panels(w_ih.unflatten(-1, (4, C)).transpose(1, 2)) (w_hh alike) and
-  // w_proj_packed = pack_panels(w_proj).
+  // w_proj_packed = pack_panels(w_proj). Packed weights may be bfloat16, or int8 with the scale of
+  // every padded column in `*_scale` (int8 value times scale = weight; see elmo_fast.reference.quantize).
   m.def("pack_panels(Tensor weight) -> Tensor");
 }

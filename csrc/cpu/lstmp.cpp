@@ -30,8 +30,10 @@
 #include <memory>
 #include <numeric>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
+#include "../ops.h"
 #include "packed_gemm.h"
 #include "vec.h"
 
@@ -195,10 +197,10 @@ struct Layer {
   int64_t dirs, batch, width, in_dim, cell, proj, cell_p, proj_p;
   int64_t cb, n_cb, pb, n_pb, cap;
   const float* xp;  // [D, N, Pin] inputs in step order
-  const float* ih;  // packed w_ih
+  Panels ih;        // packed w_ih
   const float* bias;
-  const float* hh;  // packed w_hh
-  const float* pr;  // packed w_proj
+  Panels hh;        // packed w_hh
+  Panels pr;        // packed w_proj
   float* gx;        // per (d, gate, cell block): [cap, cells] input GEMM of the current window
   float* h;         // [D, B, P] state, sorted rows
   float* c;         // [D, B, C]
@@ -229,7 +231,7 @@ struct Layer {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t d = item / (4 * n_cb), g = item / n_cb % 4, kb = item % n_cb;
       const int64_t k0 = kb * cb, kw_p = std::min(cb, cell_p - k0);
-      const float* panels = ih + ((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * in_dim * kPanel;
+      const Panels panels = ih.offset(((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * in_dim * kPanel, in_dim);
       // Row blocks keep the block of inputs in L2 while the panels stream past.
       for (int64_t r0 = 0; r0 < rows; r0 += kInputRowBlock) {
         const float* a = xp + (d * sch.total + first + r0) * in_dim;
@@ -247,7 +249,7 @@ struct Layer {
       const int64_t d = item / n_cb, kb = item % n_cb;
       const int64_t k0 = kb * cb, kw = std::min(cb, cell - k0), kw_p = std::min(cb, cell_p - k0);
       for (int64_t g = 0; g < 4; ++g) {
-        const float* panels = hh + ((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * proj * kPanel;
+        const Panels panels = hh.offset(((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * proj * kPanel, proj);
         packed_gemm(h + d * batch * proj, proj, rows, panels, kw_p / kPanel, proj, tile.get() + g * rows * kw_p, kw_p);
       }
       GateArgs args{};
@@ -280,7 +282,7 @@ struct Layer {
       const int64_t item = sweep(s, begin, end, i);
       const int64_t d = item / n_pb, p0 = item % n_pb * pb;
       const int64_t pw = std::min(pb, proj - p0), pw_p = std::min(pb, proj_p - p0);
-      const float* panels = pr + (d * (proj_p / kPanel) + p0 / kPanel) * cell * kPanel;
+      const Panels panels = pr.offset((d * (proj_p / kPanel) + p0 / kPanel) * cell * kPanel, cell);
       packed_gemm(m + d * batch * cell, cell, rows, panels, pw_p / kPanel, cell, tile.get(), pw_p);
       for (int64_t r = 0; r < rows; ++r) {
         dst[r] = out + ((d * batch + sch.perm[r]) * width + position(d, s, sch.length[r])) * proj + p0;
@@ -357,7 +359,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
     bool residual,
     const std::optional<at::Tensor>& w_ih_packed,
     const std::optional<at::Tensor>& w_hh_packed,
-    const std::optional<at::Tensor>& w_proj_packed) {
+    const std::optional<at::Tensor>& w_proj_packed,
+    const std::optional<at::Tensor>& w_ih_scale,
+    const std::optional<at::Tensor>& w_hh_scale,
+    const std::optional<at::Tensor>& w_proj_scale) {
   TORCH_CHECK(x.dim() == 4, "lstmp: x must be (D, B, T, Pin), got ", x.sizes());
   TORCH_CHECK(x.scalar_type() == at::kFloat, "lstmp: the cpp backend runs float32, got ", x.scalar_type());
   const int64_t dirs = x.size(0), batch = x.size(1), width = x.size(2), in_dim = x.size(3);
@@ -377,14 +382,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
   }
   // Weights as 16-column panels, per gate for w_ih and w_hh ([D, 4, Cp / 16, Pin or P, 16]) and
   // [D, Pp / 16, C, 16] for w_proj. The caller normally passes them packed once; otherwise they are
-  // packed here, for this call.
+  // packed here, for this call. Packed weights may be stored in bf16, or int8 with per-column scales
+  // ([D, 4, Cp] for w_ih and w_hh, [D, Pp] for w_proj); the products accumulate in float32.
   auto per_gate = [&](const at::Tensor& w) { return pack_panels(w.reshape({dirs, w.size(1), 4, cell}).transpose(1, 2)); };
   at::Tensor ih_p = w_ih_packed ? *w_ih_packed : per_gate(w_ih);
   at::Tensor hh_p = w_hh_packed ? *w_hh_packed : per_gate(w_hh);
   at::Tensor pr_p = w_proj_packed ? *w_proj_packed : pack_panels(w_proj);
-  check_packed(ih_p, "lstmp: w_ih_packed", {dirs, 4}, in_dim, cell);
-  check_packed(hh_p, "lstmp: w_hh_packed", {dirs, 4}, proj, cell);
-  check_packed(pr_p, "lstmp: w_proj_packed", {dirs}, cell, proj);
+  check_packed(ih_p, w_ih_scale, "lstmp: w_ih_packed", {dirs, 4}, in_dim, cell);
+  check_packed(hh_p, w_hh_scale, "lstmp: w_hh_packed", {dirs, 4}, proj, cell);
+  check_packed(pr_p, w_proj_scale, "lstmp: w_proj_packed", {dirs}, cell, proj);
   ih_p = ih_p.contiguous();
   hh_p = hh_p.contiguous();
   pr_p = pr_p.contiguous();
@@ -433,7 +439,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
       sch,
       dirs, batch, width, in_dim, cell, proj, cell_p, proj_p,
       cb, n_cb, pb, n_pb, cap,
-      p_xp, ih_p.data_ptr<float>(), bi.data_ptr<float>(), hh_p.data_ptr<float>(), pr_p.data_ptr<float>(),
+      p_xp, Panels::of(ih_p, w_ih_scale), bi.data_ptr<float>(), Panels::of(hh_p, w_hh_scale), Panels::of(pr_p, w_proj_scale),
       gx.data_ptr<float>(), h.data_ptr<float>(), c.data_ptr<float>(), m.data_ptr<float>(), out.data_ptr<float>(),
       residual, clip_value(cell_clip), clip_value(proj_clip)};
   if (at::get_num_threads() <= dirs) {
@@ -450,6 +456,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
 }
 
 }  // namespace
+
+static_assert(std::is_same_v<decltype(lstmp_cpu), LstmpSignature>, "lstmp_cpu must match the lstmp schema (csrc/ops.h)");
 
 TORCH_LIBRARY_IMPL(elmo_fast, CPU, m) {
   m.impl("lstmp", &lstmp_cpu);

@@ -10,6 +10,10 @@
 // Every output element is one accumulation over k in order, whatever the row grouping: a row's
 // result does not depend on the other rows of the call.
 //
+// Panels hold float32, or for reduced-precision weight storage bf16 (converted exactly to float32 as
+// they are loaded) or int8 with one float32 scale per column (applied to the finished sums). The
+// products always accumulate in float32.
+//
 // The AVX2+FMA micro-kernel is chosen at run time; other CPUs run the same loop in portable vectors.
 #pragma once
 
@@ -18,6 +22,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <vector>
 
 #include "vec.h"
 
@@ -35,11 +42,15 @@ inline int64_t round_up(int64_t n, int64_t m) {
   return (n + m - 1) / m * m;
 }
 
-// w [..., K, N] (any strides) -> [..., ceil(N / 16), K, 16] float32, zero-padded columns.
+inline bool panel_dtype(at::ScalarType t) {
+  return t == at::kFloat || t == at::kBFloat16 || t == at::kChar;
+}
+
+// w [..., K, N] (any strides) -> [..., ceil(N / 16), K, 16] of w's dtype, zero-padded columns.
 inline at::Tensor pack_panels(const at::Tensor& w) {
   TORCH_CHECK(w.dim() >= 2, "pack_panels: need a matrix or a stack of matrices, got ", w.sizes());
-  TORCH_CHECK(w.scalar_type() == at::kFloat, "pack_panels: weights must be float32, got ", w.scalar_type());
-  const int64_t k = w.size(-2), n = w.size(-1), n_p = round_up(n, kPanel);
+  TORCH_CHECK(panel_dtype(w.scalar_type()), "pack_panels: weights must be float32, bfloat16 or int8, got ", w.scalar_type());
+  const int64_t n = w.size(-1), n_p = round_up(n, kPanel);
   at::Tensor padded = at::constant_pad_nd(w, {0, n_p - n});
   std::vector<int64_t> shape(w.sizes().begin(), w.sizes().end() - 1);
   shape.push_back(n_p / kPanel);
@@ -48,23 +59,76 @@ inline at::Tensor pack_panels(const at::Tensor& w) {
   return padded.reshape(shape).transpose(-3, -2).contiguous();
 }
 
-// Shape check for a packed operand of the matrix [K, N] (leading dims `lead`).
-inline void check_packed(const at::Tensor& packed, const char* name, at::IntArrayRef lead, int64_t k, int64_t n) {
+// Shape check for a packed operand of the matrix [K, N] (leading dims `lead`), and for its scales:
+// int8 panels need them ([..., round_up(N, 16)] float32), the other dtypes take none.
+inline void check_packed(const at::Tensor& packed, const std::optional<at::Tensor>& scale, const char* name, at::IntArrayRef lead, int64_t k, int64_t n) {
   std::vector<int64_t> shape(lead.begin(), lead.end());
   shape.push_back(round_up(n, kPanel) / kPanel);
   shape.push_back(k);
   shape.push_back(kPanel);
-  TORCH_CHECK(packed.scalar_type() == at::kFloat && packed.sizes() == at::IntArrayRef(shape), name, " must be pack_panels' float32 output ",
-              at::IntArrayRef(shape), ", got ", packed.sizes(), " ", packed.scalar_type());
+  TORCH_CHECK(panel_dtype(packed.scalar_type()) && packed.sizes() == at::IntArrayRef(shape), name, " must be pack_panels' output ",
+              at::IntArrayRef(shape), " (float32, bfloat16 or int8), got ", packed.sizes(), " ", packed.scalar_type());
+  if (packed.scalar_type() != at::kChar) {
+    TORCH_CHECK(!scale.has_value(), name, ": scales go only with int8 panels, got ", packed.scalar_type(), " panels");
+    return;
+  }
+  std::vector<int64_t> scale_shape(lead.begin(), lead.end());
+  scale_shape.push_back(round_up(n, kPanel));
+  TORCH_CHECK(scale.has_value(), name, ": int8 panels need their per-column scales ", at::IntArrayRef(scale_shape));
+  TORCH_CHECK(scale->scalar_type() == at::kFloat && scale->sizes() == at::IntArrayRef(scale_shape) && scale->is_contiguous(), name,
+              " scales must be contiguous float32 ", at::IntArrayRef(scale_shape), ", got ", scale->sizes(), " ", scale->scalar_type());
 }
 
-// c[0:R, 0:16] = a[0:R, 0:k] @ panel[0:k, 0:16], portable vectors.
-template <int R>
-void panel_kernel_generic(const float* a, int64_t lda, const float* panel, int64_t k, float* c, int64_t ldc) {
+// The same for float32 panels only (the token encoder's).
+inline void check_packed(const at::Tensor& packed, const char* name, at::IntArrayRef lead, int64_t k, int64_t n) {
+  check_packed(packed, std::nullopt, name, lead, k, n);
+  TORCH_CHECK(packed.scalar_type() == at::kFloat, name, " must be float32 panels, got ", packed.scalar_type());
+}
+
+// One packed operand as the kernels read it: panels of float, bf16 (raw uint16 bits) or int8, and
+// for int8 the scale of every (padded) column.
+struct Panels {
+  const void* data = nullptr;
+  at::ScalarType type = at::kFloat;
+  const float* scale = nullptr;
+
+  static Panels of(const at::Tensor& packed, const std::optional<at::Tensor>& scale) {
+    return {packed.data_ptr(), packed.scalar_type(), scale ? scale->data_ptr<float>() : nullptr};
+  }
+
+  // The operand from element `elem` on, where `elem` is a whole number of panels of depth k.
+  Panels offset(int64_t elem, int64_t k) const {
+    return {static_cast<const char*>(data) + elem * static_cast<int64_t>(at::elementSize(type)), type, scale ? scale + elem / k : nullptr};
+  }
+};
+
+// Panel element types: float32, bf16 as its raw bits, int8.
+ELMO_FAST_INLINE float to_float(float w) {
+  return w;
+}
+
+ELMO_FAST_INLINE float to_float(uint16_t w) {
+  const uint32_t bits = static_cast<uint32_t>(w) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+ELMO_FAST_INLINE float to_float(int8_t w) {
+  return static_cast<float>(w);
+}
+
+// c[0:R, 0:16] = a[0:R, 0:k] @ panel[0:k, 0:16] (times scale[0:16] when given), portable vectors.
+template <int R, typename W>
+void panel_kernel_generic(const float* a, int64_t lda, const W* panel, const float* scale, int64_t k, float* c, int64_t ldc) {
   vfloat acc[R][2] = {};
+  float row[kPanel];
   for (int64_t p = 0; p < k; ++p) {
-    const vfloat b0 = vload(panel + p * kPanel);
-    const vfloat b1 = vload(panel + p * kPanel + kLanes);
+    for (int64_t q = 0; q < kPanel; ++q) {
+      row[q] = to_float(panel[p * kPanel + q]);
+    }
+    const vfloat b0 = vload(row);
+    const vfloat b1 = vload(row + kLanes);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const vfloat av = vsplat(a[r * lda + p]);
@@ -73,15 +137,41 @@ void panel_kernel_generic(const float* a, int64_t lda, const float* panel, int64
     }
   }
   for (int r = 0; r < R; ++r) {
+    if (scale) {
+      acc[r][0] *= vload(scale);
+      acc[r][1] *= vload(scale + kLanes);
+    }
     vstore(c + r * ldc, acc[r][0]);
     vstore(c + r * ldc + kLanes, acc[r][1]);
   }
 }
 
 #ifdef ELMO_FAST_HAVE_AVX2_KERNEL
-template <int R>
-__attribute__((target("avx2,fma"))) void panel_kernel_avx2(
-    const float* a, int64_t lda, const float* panel, int64_t k, float* c, int64_t ldc, const float* prefetch, int64_t every) {
+#define ELMO_FAST_AVX2 __attribute__((target("avx2,fma")))
+
+// One panel row (16 weights) as two float vectors.
+ELMO_FAST_AVX2 inline void load_row(const float* p, __m256& b0, __m256& b1) {
+  b0 = _mm256_loadu_ps(p);
+  b1 = _mm256_loadu_ps(p + 8);
+}
+
+// bf16 -> float32 is exact: the 16 bits become the high half of the float.
+ELMO_FAST_AVX2 inline void load_row(const uint16_t* p, __m256& b0, __m256& b1) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  b0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(v)), 16));
+  b1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(v, 1)), 16));
+}
+
+ELMO_FAST_AVX2 inline void load_row(const int8_t* p, __m256& b0, __m256& b1) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  b0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+  b1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)));
+}
+
+// `prefetch`: one 64-byte line every `every` iterations, from there on (null: none).
+template <int R, typename W>
+ELMO_FAST_AVX2 void panel_kernel_avx2(
+    const float* a, int64_t lda, const W* panel, const float* scale, int64_t k, float* c, int64_t ldc, const char* prefetch, int64_t every) {
   int64_t countdown = every;
   __m256 acc[R][2];
 #pragma GCC unroll 6
@@ -90,19 +180,26 @@ __attribute__((target("avx2,fma"))) void panel_kernel_avx2(
     acc[r][1] = _mm256_setzero_ps();
   }
   for (int64_t p = 0; p < k; ++p) {
-    const __m256 b0 = _mm256_loadu_ps(panel + p * kPanel);
-    const __m256 b1 = _mm256_loadu_ps(panel + p * kPanel + 8);
-    // One 64-byte row of the prefetch slice every `every` iterations.
+    __m256 b0, b1;
+    load_row(panel + p * kPanel, b0, b1);
     if (prefetch && --countdown == 0) {
       countdown = every;
-      _mm_prefetch(reinterpret_cast<const char*>(prefetch), _MM_HINT_T0);
-      prefetch += kPanel;
+      _mm_prefetch(prefetch, _MM_HINT_T0);
+      prefetch += 64;
     }
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
       acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+  if (scale) {
+    const __m256 s0 = _mm256_loadu_ps(scale), s1 = _mm256_loadu_ps(scale + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] = _mm256_mul_ps(acc[r][0], s0);
+      acc[r][1] = _mm256_mul_ps(acc[r][1], s1);
     }
   }
 #pragma GCC unroll 6
@@ -119,46 +216,70 @@ inline bool cpu_has_avx2_fma() {
 }
 #endif
 
-// `prefetch`: rows of the next panel to bring into cache, one every `every` iterations (null: none).
-template <int R>
-inline void panel_kernel(const float* a, int64_t lda, const float* panel, int64_t k, float* c, int64_t ldc, const float* prefetch, int64_t every) {
+template <int R, typename W>
+inline void panel_kernel(const float* a, int64_t lda, const W* panel, const float* scale, int64_t k, float* c, int64_t ldc, const char* prefetch, int64_t every) {
 #ifdef ELMO_FAST_HAVE_AVX2_KERNEL
   if (cpu_has_avx2_fma()) {
-    panel_kernel_avx2<R>(a, lda, panel, k, c, ldc, prefetch, every);
+    panel_kernel_avx2<R>(a, lda, panel, scale, k, c, ldc, prefetch, every);
     return;
   }
 #endif
-  panel_kernel_generic<R>(a, lda, panel, k, c, ldc);
+  panel_kernel_generic<R>(a, lda, panel, scale, k, c, ldc);
 }
 
-// c[rows, 16 * n_panels] (row stride ldc) = a[rows, k] (row stride lda) @ n_panels consecutive panels.
+// c[rows, 16 * n_panels] (row stride ldc) = a[rows, k] (row stride lda) @ n_panels consecutive panels
+// (int8: times each column's scale, `scale` pointing at the first panel's).
 // Rows go in groups of at most kMaxRows, of near-equal size (32 rows: 6,6,5,5,5,5, not 6,6,6,6,6,2).
 // While a panel is in use, each row group prefetches its share of the next panel, spread evenly.
 // NOTE: spreading measured 90 GFLOP/s against 82 when the first group fetched the whole next panel
 // ([32, 512] x [512, 16384] streamed from memory, one core), and 23 GB/s against 19 for one row.
-inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const float* panels, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
+template <typename W>
+inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const W* panels, const float* scale, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
   const int64_t groups = (rows + kMaxRows - 1) / kMaxRows;
+  // 64-byte lines per panel
+  const int64_t lines = (k * kPanel * static_cast<int64_t>(sizeof(W)) + 63) / 64;
   for (int64_t j = 0; j < n_panels; ++j) {
-    const float* panel = panels + j * k * kPanel;
-    const float* next = j + 1 < n_panels ? panel + k * kPanel : nullptr;
+    const W* panel = panels + j * k * kPanel;
+    const float* panel_scale = scale ? scale + j * kPanel : nullptr;
+    const char* next = j + 1 < n_panels ? reinterpret_cast<const char*>(panel + k * kPanel) : nullptr;
     int64_t r0 = 0;
     for (int64_t gi = 0; gi < groups; ++gi) {
       const int64_t n = (rows - r0) / (groups - gi) + ((rows - r0) % (groups - gi) != 0);
       const float* ar = a + r0 * lda;
       float* cr = c + r0 * ldc + j * kPanel;
-      const int64_t lo = gi * k / groups, hi = (gi + 1) * k / groups;
-      const float* pf = next && hi > lo ? next + lo * kPanel : nullptr;
-      const int64_t every = hi > lo ? k / (hi - lo) : 1;
+      const int64_t lo = gi * lines / groups, hi = (gi + 1) * lines / groups;
+      const char* pf = next && hi > lo ? next + lo * 64 : nullptr;
+      const int64_t every = hi > lo ? std::max<int64_t>(1, k / (hi - lo)) : 1;
       switch (n) {
-        case 6: panel_kernel<6>(ar, lda, panel, k, cr, ldc, pf, every); break;
-        case 5: panel_kernel<5>(ar, lda, panel, k, cr, ldc, pf, every); break;
-        case 4: panel_kernel<4>(ar, lda, panel, k, cr, ldc, pf, every); break;
-        case 3: panel_kernel<3>(ar, lda, panel, k, cr, ldc, pf, every); break;
-        case 2: panel_kernel<2>(ar, lda, panel, k, cr, ldc, pf, every); break;
-        default: panel_kernel<1>(ar, lda, panel, k, cr, ldc, pf, every); break;
+        case 6: panel_kernel<6>(ar, lda, panel, panel_scale, k, cr, ldc, pf, every); break;
+        case 5: panel_kernel<5>(ar, lda, panel, panel_scale, k, cr, ldc, pf, every); break;
+        case 4: panel_kernel<4>(ar, lda, panel, panel_scale, k, cr, ldc, pf, every); break;
+        case 3: panel_kernel<3>(ar, lda, panel, panel_scale, k, cr, ldc, pf, every); break;
+        case 2: panel_kernel<2>(ar, lda, panel, panel_scale, k, cr, ldc, pf, every); break;
+        default: panel_kernel<1>(ar, lda, panel, panel_scale, k, cr, ldc, pf, every); break;
       }
       r0 += n;
     }
+  }
+}
+
+// float32 panels (the token encoder's).
+inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const float* panels, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
+  packed_gemm<float>(a, lda, rows, panels, nullptr, n_panels, k, c, ldc);
+}
+
+// Any packed operand (see Panels).
+inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const Panels& w, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
+  switch (w.type) {
+    case at::kBFloat16:
+      packed_gemm(a, lda, rows, static_cast<const uint16_t*>(w.data), nullptr, n_panels, k, c, ldc);
+      break;
+    case at::kChar:
+      packed_gemm(a, lda, rows, static_cast<const int8_t*>(w.data), w.scale, n_panels, k, c, ldc);
+      break;
+    default:
+      packed_gemm(a, lda, rows, static_cast<const float*>(w.data), nullptr, n_panels, k, c, ldc);
+      break;
   }
 }
 

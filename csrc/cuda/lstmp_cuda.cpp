@@ -4,6 +4,7 @@
 #include <atomic>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -11,6 +12,7 @@
 #include <pybind11/pybind11.h>
 #include <torch/library.h>
 
+#include "../ops.h"
 #include "lstmp_params.h"
 
 namespace elmo_fast {
@@ -84,10 +86,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cuda(
     const at::Tensor &x_in, const at::Tensor &lengths_in, const at::Tensor &w_ih_in, const at::Tensor &w_hh_in,
     const at::Tensor &bias_in, const at::Tensor &w_proj_in, const std::optional<at::Tensor> &h0_in,
     const std::optional<at::Tensor> &c0_in, std::optional<double> cell_clip, std::optional<double> proj_clip,
-    bool residual, const std::optional<at::Tensor> & /*w_hh_packed*/,
-    const std::optional<at::Tensor> & /*w_proj_packed*/) {
-    // w_hh_packed / w_proj_packed (schema args of the cpp backend) are the CPU kernels' panel layouts
-    // of the same weights; the CUDA kernels read w_hh / w_proj
+    bool residual, const std::optional<at::Tensor> & /*w_ih_packed*/, const std::optional<at::Tensor> & /*w_hh_packed*/,
+    const std::optional<at::Tensor> & /*w_proj_packed*/, const std::optional<at::Tensor> & /*w_ih_scale*/,
+    const std::optional<at::Tensor> & /*w_hh_scale*/, const std::optional<at::Tensor> & /*w_proj_scale*/) {
+    // The *_packed / *_scale arguments (schema args of the cpp backend) are the CPU kernels' panel
+    // layouts of the same weights; the CUDA kernels read w_ih / w_hh / w_proj
     TORCH_CHECK(x_in.is_cuda() && x_in.dim() == 4, "elmo_fast lstmp (cuda): x must be a (D, B, T, P_in) CUDA tensor");
     const int64_t D = x_in.size(0), B = x_in.size(1), T = x_in.size(2), P_in = x_in.size(3);
     TORCH_CHECK(D == 1 || D == 2, "elmo_fast lstmp (cuda): x must stack 1 or 2 directions on dim 0, got ", D);
@@ -168,6 +171,8 @@ pybind11::dict persistent_plan(int64_t num_dirs, int64_t batch, int64_t cell_dim
 }
 
 }  // namespace
+
+static_assert(std::is_same_v<decltype(lstmp_cuda), LstmpSignature>, "lstmp_cuda must match the lstmp schema (csrc/ops.h)");
 
 TORCH_LIBRARY_IMPL(elmo_fast, CUDA, m) { m.impl("lstmp", &lstmp_cuda); }
 
