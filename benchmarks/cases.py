@@ -74,9 +74,9 @@ def usable_backends(device: torch.device | str) -> tuple[list[str], dict[str, st
     return usable, skipped
 
 
-def load_embedder(files: tuple[Path, Path], backend: str, device: torch.device) -> ElmoEmbedder:
+def load_embedder(files: tuple[Path, Path], backend: str, device: torch.device, weight_precision: str = "fp32") -> ElmoEmbedder:
     """The model of ``files`` through the public loading path, ``state="zero"`` so every call does the same work."""
-    return ElmoEmbedder(*files, state="zero", backend=backend, device=device)
+    return ElmoEmbedder(*files, state="zero", backend=backend, device=device, weight_precision=weight_precision)
 
 
 def setup_embed(embedder: ElmoEmbedder, batch: int) -> Case:
@@ -96,7 +96,7 @@ def _lstm_input(options: ElmoOptions, batch: int, device: torch.device) -> tuple
     return x.to(device), lengths.to(device), int(lengths.sum()) - 2 * batch
 
 
-def setup_lstm(weights: ElmoWeights, batch: int, backend: str, device: torch.device) -> Case:
+def setup_lstm(weights: ElmoWeights, batch: int, backend: str, device: torch.device, weight_precision: str = "fp32") -> Case:
     """The biLSTM part alone: ``elmo_fast.ops.lstmp`` over every layer (clipping and residual as the model).
 
     ``weights`` must already live on ``device`` (e.g. ``embedder.elmo_bilm.weights()``).
@@ -117,10 +117,24 @@ def setup_lstm(weights: ElmoWeights, batch: int, backend: str, device: torch.dev
                 proj_clip=options.proj_clip,
                 residual=layer > 0 and options.use_skip_connections,
                 backend=backend,
+                weight_precision=weight_precision,
             )
         return out
 
     return Case(run, tokens, device)
+
+
+def precision_error(embedder: ElmoEmbedder, baseline: ElmoEmbedder, batch: int) -> dict[str, float]:
+    """How far ``embedder`` (reduced-precision weights) lands from ``baseline`` (fp32) on the benchmark batch.
+
+    ``max_abs_err``: largest difference of any output element; ``rel_err``: Frobenius norm of the
+    difference over that of the fp32 output (all layers, real tokens only: padding is 0 in both).
+    """
+    batch_sentences = sentences(batch)
+    ours, _ = embedder.batch_to_embeddings(batch_sentences)
+    ref, _ = baseline.batch_to_embeddings(batch_sentences)
+    diff = (ours.float() - ref.float()).cpu()
+    return {"max_abs_err": float(diff.abs().max()), "rel_err": float(diff.norm() / ref.float().cpu().norm())}
 
 
 def setup_anchor(options: ElmoOptions, batch: int, device: torch.device) -> Case:

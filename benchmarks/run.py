@@ -37,6 +37,7 @@ import cases  # noqa: E402
 
 import elmo_fast  # noqa: E402
 from elmo_fast import _backends  # noqa: E402
+from elmo_fast.reference.quantize import WEIGHT_PRECISIONS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -134,13 +135,16 @@ def host_kind(info: dict[str, object]) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(label).lower()).strip("-")
 
 
-def _row(config: str, batch: int, part: str, backend: str, case: cases.Case, times: list[float]) -> dict[str, object]:
+def _row(
+    config: str, batch: int, part: str, backend: str, case: cases.Case, times: list[float], precision: str = "fp32"
+) -> dict[str, object]:
     median, best = statistics.median(times), min(times)
     return {
         "config": config,
         "batch": batch,
         "part": part,
         "backend": backend,
+        "weight_precision": precision,
         "tokens": case.tokens,
         "runs": len(times),
         "times_ms": [t * 1e3 for t in times],
@@ -169,6 +173,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/HOST_DATE.json)")
     parser.add_argument("--no-anchor", action="store_true", help=f"skip the {cases.ANCHOR} anchor rows")
+    parser.add_argument(
+        "--weight-precisions",
+        type=_split,
+        default=["fp32"],
+        help="comma list of fp32, bf16, int8 (default fp32): reduced-precision rows also report their error against fp32",
+    )
     parser.add_argument("--quick", action="store_true", help="a sub-minute smoke run: small config, few repeats")
     args = parser.parse_args(argv)
     args.configs = args.configs or (["small"] if args.quick else ["small", "original"])
@@ -178,6 +188,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [c for c in args.configs if c not in cases.BENCH_CONFIGS]
     if unknown:
         parser.error(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(cases.BENCH_CONFIGS)}")
+    bad = [p for p in args.weight_precisions if p not in WEIGHT_PRECISIONS]
+    if bad or "fp32" not in args.weight_precisions:
+        parser.error(f"--weight-precisions takes {', '.join(WEIGHT_PRECISIONS)} and must include fp32 (the error baseline)")
     if any(b < 1 for b in args.batches) or (args.repeats is not None and args.repeats < 1):
         parser.error("--batches and --repeats must be positive")
     return args
@@ -196,28 +209,35 @@ def run_config(config: str, args: argparse.Namespace, backends: list[str], devic
     options = cases.BENCH_CONFIGS[config]
     warmup = 2 if device.type == "cuda" else 1
     timing = dict(repeats=args.repeats, budget_s=args.budget, min_runs=3, max_runs=args.max_runs, warmup=warmup)
-    embedders = {backend: cases.load_embedder(files, backend, device) for backend in backends}
+    variants = [(b, p) for b in backends for p in args.weight_precisions]
+    embedders = {(b, p): cases.load_embedder(files, b, device, p) for b, p in variants}
     rows = []
     for batch in args.batches:
-        measured = [("embed", b, cases.setup_embed(embedders[b], batch)) for b in backends]
-        measured += [("lstm", b, cases.setup_lstm(embedders[b].elmo_bilm.weights(), batch, b, device)) for b in backends]
+        measured = [("embed", b, p, cases.setup_embed(embedders[b, p], batch)) for b, p in variants]
+        measured += [("lstm", b, p, cases.setup_lstm(embedders[b, p].elmo_bilm.weights(), batch, b, device, p)) for b, p in variants]
         if not args.no_anchor:
-            measured.append(("lstm", cases.ANCHOR, cases.setup_anchor(options, batch, device)))
-        for part, backend, case in measured:
-            rows.append(_row(config, batch, part, backend, case, _time_case(case, **timing)))
+            measured.append(("lstm", cases.ANCHOR, "fp32", cases.setup_anchor(options, batch, device)))
+        for part, backend, precision, case in measured:
+            rows.append(_row(config, batch, part, backend, case, _time_case(case, **timing), precision))
+            if part == "embed" and precision != "fp32":
+                rows[-1].update(cases.precision_error(embedders[backend, precision], embedders[backend, "fp32"], batch))
             print_row(rows[-1])
     return rows
 
 
-HEADER = f"{'config':9s} {'batch':>5s}  {'part':6s} {'backend':15s} {'tokens/s':>10s} {'ms/batch':>10s} {'min ms':>10s} {'runs':>4s}"
+HEADER = (
+    f"{'config':9s} {'batch':>5s}  {'part':6s} {'backend':15s} {'weights':7s} {'tokens/s':>10s} {'ms/batch':>10s} "
+    f"{'min ms':>10s} {'runs':>4s} {'rel err':>8s}"
+)
 
 
 def print_row(row: dict) -> None:
     """One table line (the anchor is starred; see the footnote)."""
     backend = row["backend"] + ("*" if row["backend"] == cases.ANCHOR else "")
+    err = f"{row['rel_err']:8.1e}" if "rel_err" in row else ""
     print(
-        f"{row['config']:9s} {row['batch']:5d}  {row['part']:6s} {backend:15s} {row['tokens_per_s']:10.1f} "
-        f"{row['median_ms']:10.2f} {row['min_ms']:10.2f} {row['runs']:4d}",
+        f"{row['config']:9s} {row['batch']:5d}  {row['part']:6s} {backend:15s} {row.get('weight_precision', 'fp32'):7s} "
+        f"{row['tokens_per_s']:10.1f} {row['median_ms']:10.2f} {row['min_ms']:10.2f} {row['runs']:4d} {err}",
         flush=True,
     )
 
@@ -258,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "configs": {c: cases.BENCH_CONFIGS[c].to_json_dict() for c in args.configs},
             "batches": args.batches,
             "backends": backends,
+            "weight_precisions": args.weight_precisions,
             "skipped_backends": skipped,
             "repeats": args.repeats,
             "budget_s": args.budget,

@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from elmo_fast.reference.quantize import WEIGHT_PRECISIONS
+
 
 class CliError(Exception):
     """A problem with the command's arguments or files, reported as one line (exit status 2)."""
@@ -44,6 +46,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "state; warm: independent, from one fixed warmed-up state",
     )
     embed.add_argument("--backend", default="auto", help="auto (default), cuda, triton, cpp or ref")
+    embed.add_argument(
+        "--weight-precision",
+        choices=WEIGHT_PRECISIONS,
+        default="fp32",
+        help="storage of the biLSTM weights: fp32 (default), bf16 or int8 (lower batch-1 latency on the cpp "
+        "backend, small error; see elmo_fast.reference.quantize)",
+    )
     embed.add_argument("--forget-sentences", action="store_true", help="do not write the sentence_to_index map")
     embed.add_argument("--use-sentence-keys", action="store_true", help="key datasets by sentence, not line number")
     embed.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and any interrupted run's OUTPUT.parts/)")
@@ -163,6 +172,8 @@ def _embed(args: argparse.Namespace) -> int:
     if (args.options is None) != (args.weights is None):
         raise CliError("give both --options and --weights, or neither (bundled default model)")
     if args.engine == "ray":
+        if args.weight_precision != "fp32":
+            raise CliError("--weight-precision is for the local engine (it lowers batch-1 latency); the Ray engine runs fp32")
         return _embed_ray(args)
     if args.num_workers is not None or args.address is not None or args.no_bucket:
         raise CliError("--num-workers, --address and --no-bucket need --engine ray")
@@ -172,7 +183,9 @@ def _embed(args: argparse.Namespace) -> int:
         raise CliError(f"input file {args.input} not found")
     _check_output(args)
     device = args.device or (f"cuda:{args.cuda_device}" if args.cuda_device >= 0 else "cpu")
-    embedder = ElmoEmbedder(args.options, args.weights, state=args.state, backend=args.backend, device=device)
+    embedder = ElmoEmbedder(
+        args.options, args.weights, state=args.state, backend=args.backend, device=device, weight_precision=args.weight_precision
+    )
     embedder.embed_file(
         args.input,
         args.output,

@@ -97,8 +97,10 @@ class JobSpec:
 
 
 def model_fingerprint(embedder: ElmoEmbedder) -> str:
-    """SHA-256 over the model's options and parameters."""
+    """SHA-256 over the model's options, weight precision and parameters."""
     digest = hashlib.sha256(json.dumps(embedder.elmo_bilm.options.to_json_dict(), sort_keys=True).encode())
+    if embedder.elmo_bilm.weight_precision != "fp32":
+        digest.update(embedder.elmo_bilm.weight_precision.encode())
     for name, tensor in sorted(embedder.elmo_bilm.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())

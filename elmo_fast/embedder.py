@@ -40,6 +40,8 @@ class ElmoEmbedder:
         backend: ``"auto"`` or a backend name.
         device: a torch device for the model.
         max_sentence_length: longer sentences are refused with a clear error.
+        weight_precision: ``"fp32"`` (default), ``"bf16"`` or ``"int8"`` storage of the biLSTM
+            weights (see :mod:`elmo_fast.reference.quantize`): lower batch-1 latency on ``cpp``.
     """
 
     def __init__(
@@ -52,12 +54,19 @@ class ElmoEmbedder:
         backend: str = "auto",
         device: torch.device | str | None = None,
         max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
+        weight_precision: str = "fp32",
     ) -> None:
         if device is None:
             device = f"cuda:{cuda_device}" if cuda_device >= 0 else "cpu"
         self.device = torch.device(device)
         self.elmo_bilm = load_bilm(
-            options_file, weight_file, state=state, backend=backend, device=self.device, max_sentence_length=max_sentence_length
+            options_file,
+            weight_file,
+            state=state,
+            backend=backend,
+            device=self.device,
+            max_sentence_length=max_sentence_length,
+            weight_precision=weight_precision,
         )
         self.elmo_bilm.eval()
         self.cuda_device = self.device.index if self.device.type == "cuda" else -1

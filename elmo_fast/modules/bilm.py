@@ -13,6 +13,7 @@ from elmo_fast.ops import lstmp, token_encoder
 from elmo_fast.ops._cpp import weight_stamp
 from elmo_fast.ops.token_encoder import ROW_EXACT
 from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
+from elmo_fast.reference.quantize import check_weight_precision
 from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, batch_to_ids_ref, length_mask
 from elmo_fast.weights import ElmoWeights
 
@@ -62,6 +63,9 @@ class BiLm(nn.Module):
             It serves repeated words without running the char-CNN again, and is used only where it
             changes no number: a backend whose encoder is row-exact (``cpp``), and no gradients
             needed. See :class:`~elmo_fast.modules.token_cache.TokenCache`.
+        weight_precision: storage of the biLSTM weights for inference: ``"fp32"`` (default),
+            ``"bf16"`` or ``"int8"`` (see :mod:`elmo_fast.reference.quantize`); read directly by the
+            ``cpp`` backend, emulated in float32 by the others. Not with ``requires_grad``.
     """
 
     def __init__(
@@ -74,8 +78,12 @@ class BiLm(nn.Module):
         vocab_to_cache: Sequence[str] | None = None,
         max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
         token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
+        weight_precision: str = "fp32",
     ) -> None:
         super().__init__()
+        self.weight_precision = check_weight_precision(weight_precision)
+        if requires_grad and weight_precision != "fp32":
+            raise ValueError(f"weight_precision={weight_precision!r} is for inference; use 'fp32' with requires_grad=True")
         self.max_sentence_length = max_sentence_length
         self.options = weights.options
         self.state = check_state(state)
@@ -250,5 +258,5 @@ class BiLm(nn.Module):
             token_embedding=token_embedding,
             mask=mask,
             encoder=partial(token_encoder, backend=backend),
-            lstmp=partial(lstmp, backend=backend),
+            lstmp=partial(lstmp, backend=backend, weight_precision=self.weight_precision),
         )

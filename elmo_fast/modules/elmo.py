@@ -25,6 +25,7 @@ def load_bilm(
     vocab_to_cache: Sequence[str] | None = None,
     device: torch.device | str | None = None,
     max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
+    weight_precision: str = "fp32",
 ) -> BiLm:
     """Build a :class:`BiLm` from files (both None: the bundled default model) on ``device``."""
     if (options_file is None) != (weight_file is None):
@@ -34,7 +35,14 @@ def load_bilm(
 
         options_file, weight_file = default_model_files()
     weights = load_weights(options_file, weight_file)
-    bilm = BiLm(weights, requires_grad=requires_grad, state=state, backend=backend, max_sentence_length=max_sentence_length)
+    bilm = BiLm(
+        weights,
+        requires_grad=requires_grad,
+        state=state,
+        backend=backend,
+        max_sentence_length=max_sentence_length,
+        weight_precision=weight_precision,
+    )
     target = torch.device(device) if device is not None else torch.device("cpu")
     _backends.resolve(backend, target)
     bilm.to(target)
@@ -69,6 +77,8 @@ class Elmo(nn.Module):
         backend: ``"auto"`` or one of ``cuda``, ``triton``, ``cpp``, ``ref``.
         device: where to put the model (default CPU); inputs are moved there.
         max_sentence_length: longer inputs are refused with a clear error (see :class:`BiLm`).
+        weight_precision: ``"fp32"`` (default), ``"bf16"`` or ``"int8"`` storage of the biLSTM weights
+            for inference (see :class:`BiLm`).
     """
 
     def __init__(
@@ -88,6 +98,7 @@ class Elmo(nn.Module):
         backend: str = "auto",
         device: torch.device | str | None = None,
         max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
+        weight_precision: str = "fp32",
     ) -> None:
         super().__init__()
         if isinstance(num_output_representations, bool) or not isinstance(num_output_representations, int) or num_output_representations < 1:
@@ -108,6 +119,7 @@ class Elmo(nn.Module):
                 vocab_to_cache=vocab_to_cache,
                 device=device,
                 max_sentence_length=max_sentence_length,
+                weight_precision=weight_precision,
             )
         self._has_cached_vocab = vocab_to_cache is not None
         self._keep_sentence_boundaries = keep_sentence_boundaries

@@ -11,12 +11,14 @@ import functools
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import torch
 
 from elmo_fast import _backends
 
 _WARNED: set[tuple[str, str]] = set()
+T = TypeVar("T")
 
 
 def reference_reason(tensors: Iterable[torch.Tensor | None]) -> str | None:
@@ -64,9 +66,9 @@ class PackedWeights:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[int, str], tuple[tuple, torch.Tensor]] = {}
+        self._entries: dict[tuple[int, str], tuple[tuple, Any]] = {}
 
-    def get(self, weight: torch.Tensor, kind: str, pack: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def get(self, weight: torch.Tensor, kind: str, pack: Callable[[torch.Tensor], T]) -> T:
         """The packed form ``pack(weight)``, from the cache when ``weight`` is unchanged."""
         key = (id(weight), kind)
         stamp = weight_stamp(weight)

@@ -11,6 +11,7 @@ import torch
 
 from elmo_fast.ops import _cpp
 from elmo_fast.reference.lstmp import lstmp_ref
+from elmo_fast.reference.quantize import check_weight_precision, dequantize, int8_columns
 
 LstmpFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
@@ -77,12 +78,22 @@ def lstmp(
     proj_clip: float | None = None,
     residual: bool = False,
     backend: str = "ref",
+    weight_precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run one biLSTM layer; returns ``(out (D,B,T,P), h_n (D,B,P), c_n (D,B,C))``.
 
     ``backend`` must already be resolved (see :func:`elmo_fast._backends.resolve`); a backend with
-    no implementation of this op runs the reference.
+    no implementation of this op runs the reference. ``weight_precision`` (see
+    :mod:`elmo_fast.reference.quantize`): the ``cpp`` backend stores ``w_ih``, ``w_hh`` and
+    ``w_proj`` in that precision; the others compute with the same rounded weights in float32.
     """
+    if check_weight_precision(weight_precision) != "fp32":
+        if backend == "cpp" and not _cpp.reference_reason((x, w_ih, w_hh, bias, w_proj, h0, c0)):
+            return lstmp_cpp(
+                x, lengths, w_ih, w_hh, bias, w_proj, h0, c0,
+                cell_clip=cell_clip, proj_clip=proj_clip, residual=residual, weight_precision=weight_precision,
+            )
+        w_ih, w_hh, w_proj = (_cpp.PACKED.get(w, f"dequantize.{weight_precision}", lambda t: dequantize(t, weight_precision)) for w in (w_ih, w_hh, w_proj))
     impl = _IMPLS.get(backend, lstmp_ref)
     return impl(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
 
@@ -90,6 +101,29 @@ def lstmp(
 def _pack_gates(weight: torch.Tensor) -> torch.Tensor:
     # (D, K, 4C) -> per gate (D, 4, K, C) -> panels (D, 4, C / 16, K, 16)
     return _cpp.pack_matrix(weight.unflatten(-1, (4, weight.shape[-1] // 4)).transpose(1, 2))
+
+
+def _pad_columns(scale: torch.Tensor) -> torch.Tensor:
+    # (..., N) -> (..., round_up(N, 16)): padded columns hold int8 zeros, any scale will do
+    return torch.nn.functional.pad(scale, (0, -scale.shape[-1] % 16), value=1.0).contiguous()
+
+
+def _packer(precision: str, gates: bool):
+    """``weight -> (panels, scales or None)`` for ``precision`` storage; ``gates``: ``w_ih``/``w_hh``."""
+    pack = _pack_gates if gates else _cpp.pack_matrix
+
+    def packed(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if precision == "fp32":
+            return pack(weight), None
+        if precision == "bf16":
+            return pack(weight.to(torch.bfloat16)), None
+        q, scale = int8_columns(weight)
+        if gates:
+            # (D, 4C) -> per gate (D, 4, C)
+            scale = scale.unflatten(-1, (4, scale.shape[-1] // 4))
+        return pack(q), _pad_columns(scale)
+
+    return packed
 
 
 def lstmp_cpp(
@@ -105,30 +139,37 @@ def lstmp_cpp(
     cell_clip: float | None = None,
     proj_clip: float | None = None,
     residual: bool = False,
+    weight_precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ``cpp`` backend: ``torch.ops.elmo_fast.lstmp`` on weights packed once per weight tensor.
 
     The packed copies take as much memory as ``w_ih``, ``w_hh`` and ``w_proj`` themselves (300 MB
-    for the original model; the encoder adds ~70 MB).
+    for the original model; the encoder adds ~70 MB), half that in ``weight_precision="bf16"``
+    and a quarter in ``"int8"`` (see :mod:`elmo_fast.reference.quantize`).
 
     Forward only, fp32: a call that needs gradients or another dtype runs :func:`lstmp_ref` (with a
     warning), see :mod:`elmo_fast.ops._cpp`.
     """
     if _cpp.use_reference("lstmp", (x, w_ih, w_hh, bias, w_proj, h0, c0)):
         return lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
-    packed = (
-        _cpp.PACKED.get(w_ih, "lstmp.gates", _pack_gates),
-        _cpp.PACKED.get(w_hh, "lstmp.gates", _pack_gates),
-        _cpp.PACKED.get(w_proj, "lstmp.w_proj", _cpp.pack_matrix),
+    check_weight_precision(weight_precision)
+    (ih, ih_s), (hh, hh_s), (pr, pr_s) = (
+        _cpp.PACKED.get(w, f"lstmp.{kind}.{weight_precision}", _packer(weight_precision, kind == "gates"))
+        for w, kind in ((w_ih, "gates"), (w_hh, "gates"), (w_proj, "w_proj"))
     )
-    out, h_n, c_n = torch.ops.elmo_fast.lstmp(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip, proj_clip, residual, *packed)
+    out, h_n, c_n = torch.ops.elmo_fast.lstmp(
+        x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip, proj_clip, residual, ih, hh, pr, ih_s, hh_s, pr_s
+    )
     return out, h_n, c_n
 
 
 if _cpp.available():
 
     @torch.library.register_fake("elmo_fast::lstmp")
-    def _lstmp_fake(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip, proj_clip, residual, w_ih_packed=None, w_hh_packed=None, w_proj_packed=None):
+    def _lstmp_fake(
+        x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip, proj_clip, residual,
+        w_ih_packed=None, w_hh_packed=None, w_proj_packed=None, w_ih_scale=None, w_hh_scale=None, w_proj_scale=None,
+    ):
         dirs, batch, width, _ = x.shape
         cell, proj = w_proj.shape[1], w_proj.shape[2]
         return x.new_empty(dirs, batch, width, proj), x.new_empty(dirs, batch, proj), x.new_empty(dirs, batch, cell)
