@@ -71,7 +71,7 @@ def main() -> None:
                 load_before = os.getloadavg()[0]
                 if workers == 0:
                     start = time.perf_counter()
-                    ElmoEmbedder(options, weights, state="zero").embed_file(corpus, out, **job)
+                    ElmoEmbedder(options, weights, state="zero").embed_file(corpus, out, bucket=not args.no_bucket, **job)
                     seconds, merge = time.perf_counter() - start, float("nan")
                     if repeat == 0:
                         out.rename(local)

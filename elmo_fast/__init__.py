@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import torch
 
 from elmo_fast._backends import BackendUnavailable, env_report
-from elmo_fast.reference.char_ids import batch_to_ids_ref
 
 
 def _check_batch(batch: Sequence[Sequence[str]]) -> None:
@@ -34,10 +33,13 @@ def batch_to_ids(batch: Sequence[Sequence[str]]) -> torch.Tensor:
 
     Returns int64 ``(B, T, 50)`` with T the longest sentence; shorter sentences are padded with
     all-zero rows. Each token keeps at most 48 UTF-8 bytes; ``"<S>"`` / ``"</S>"`` map to the
-    sentence-boundary ids.
+    sentence-boundary ids. Computed by a numba kernel where numba is installed (the same numbers),
+    else by the reference; ``elmo-fast env`` says which.
     """
+    from elmo_fast.ops.char_ids import char_ids
+
     _check_batch(batch)
-    return batch_to_ids_ref(batch)
+    return char_ids(batch)
 
 
 from elmo_fast.embedder import ElmoEmbedder  # noqa: E402

@@ -123,6 +123,10 @@ def env_report() -> str:
     for backend in BACKENDS:
         ok, why = probe(backend)
         lines.append(f"  {backend:7s} {'yes' if ok else 'no ':3s} {why}")
+    from elmo_fast.ops.char_ids import probe_numba
+
+    ok, why = probe_numba()
+    lines.append(f"char ids: {'numba kernel' if ok else 'reference'} ({why})")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device_type in devices:
         lines.append(f"auto on {device_type}: {resolve('auto', device_type)}")

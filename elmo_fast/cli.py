@@ -66,6 +66,19 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument(
         "--checkpoint-every", type=int, default=4096, metavar="N", help="sentences per checkpointed segment (default 4096)"
     )
+    embed.add_argument(
+        "--no-bucket",
+        action="store_true",
+        help="batch lines in file order, not by length (--state zero/warm bucket by default: less padding, "
+        "vectors equal up to float32 rounding; carry never reorders)",
+    )
+    embed.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N padded tokens per batch (sentences x longest sentence); needs --state zero or warm",
+    )
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
     ray = embed.add_argument_group("distributed (pip install 'elmo_fast[ray]')")
     ray.add_argument(
@@ -76,9 +89,6 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ray.add_argument("--num-workers", type=int, default=None, help="Ray workers (default: one per GPU, else per CPU)")
     ray.add_argument("--address", default=None, help="Ray cluster to join (default: a new local instance, or RAY_ADDRESS)")
-    ray.add_argument(
-        "--no-bucket", action="store_true", help="Ray: batch lines in order, not by length (bit-identical to local)"
-    )
     embed.set_defaults(format="all")
 
     probe = sub.add_parser(
@@ -120,6 +130,13 @@ def _check_output(args: argparse.Namespace) -> None:
         shutil.rmtree(parts)
     if args.batch_size < 1 or args.checkpoint_every < 1:
         raise CliError("--batch-size and --checkpoint-every must be positive")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise CliError("--max-tokens must be positive")
+    if args.max_tokens is not None and args.state == "carry":
+        raise CliError(
+            "--max-tokens needs --state zero or warm: with carry (the default) each batch row starts from the "
+            "state the same row of the previous batch left, so batches are --batch-size lines in file order"
+        )
 
 
 def _embed_ray(args: argparse.Namespace) -> int:
@@ -154,6 +171,7 @@ def _embed_ray(args: argparse.Namespace) -> int:
             encoding_errors=args.encoding_errors,
             segment_size=args.checkpoint_every,
             bucket=not args.no_bucket,
+            max_tokens=args.max_tokens,
             backend=args.backend,
             num_workers=args.num_workers,
             address=args.address,
@@ -175,8 +193,8 @@ def _embed(args: argparse.Namespace) -> int:
         if args.weight_precision != "fp32":
             raise CliError("--weight-precision is for the local engine (it lowers batch-1 latency); the Ray engine runs fp32")
         return _embed_ray(args)
-    if args.num_workers is not None or args.address is not None or args.no_bucket:
-        raise CliError("--num-workers, --address and --no-bucket need --engine ray")
+    if args.num_workers is not None or args.address is not None:
+        raise CliError("--num-workers and --address need --engine ray")
     if args.input.is_dir():
         raise CliError(f"{args.input} is a directory; directories are read by --engine ray (or join the files into one)")
     if not args.input.is_file():
@@ -197,6 +215,8 @@ def _embed(args: argparse.Namespace) -> int:
         encoding_errors=args.encoding_errors,
         segment_size=args.checkpoint_every,
         progress=not args.quiet,
+        bucket=False if args.no_bucket else None,
+        max_tokens=args.max_tokens,
     )
     print(f"wrote {args.output}", file=sys.stderr)
     return 0

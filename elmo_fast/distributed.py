@@ -42,6 +42,7 @@ from types import ModuleType
 
 import torch
 
+from elmo_fast.batching import resolve_bucketing
 from elmo_fast.embed_job import (
     JobSpec,
     _merge,
@@ -189,6 +190,7 @@ class SegmentWorker:
             output_format=job["output_format"],
             use_sentence_keys=job["use_sentence_keys"],
             bucket=job["bucket"],
+            max_tokens=job.get("max_tokens"),
         )
         _write_segment(_segment_path(self.parts, index), records, None)
         return index, len(lines)
@@ -229,6 +231,7 @@ def embed_file_ray(
     encoding_errors: str = "strict",
     segment_size: int = 4096,
     bucket: bool = True,
+    max_tokens: int | None = None,
     backend: str = "auto",
     num_workers: int | None = None,
     gpus_per_worker: float | None = None,
@@ -243,7 +246,9 @@ def embed_file_ray(
     the file that method writes for the same input (a directory: its files concatenated, see the
     module docstring), keys and ``sentence_to_index`` included. With ``bucket`` (default) each
     segment is batched by sentence length, which cuts padding; vectors then equal the
-    single-process ones up to float32 rounding (about 1e-6), and without it bit for bit.
+    single-process in-order ones up to float32 rounding (about 1e-6), and without it
+    (``embed_file(..., bucket=False)``) bit for bit.
+    ``max_tokens`` caps each batch's padded size, as in :meth:`ElmoEmbedder.embed_sentences`.
 
     Args:
         state: ``"zero"`` or ``"warm"`` (``"carry"`` is refused: see :data:`CARRY_REASON`).
@@ -273,6 +278,7 @@ def embed_file_ray(
         raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, not {output_format!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    resolve_bucketing(state, bucket, max_tokens)
     ray = require_ray()
     input_path, output = Path(input_path), Path(output_file_path)
     files = input_files(input_path)
@@ -298,6 +304,7 @@ def embed_file_ray(
         model=fingerprint,
         files=_files_digest(input_path, files),
         bucket=bucket,
+        max_tokens=max_tokens,
     )
     parts = output.with_name(output.name + ".parts")
     _prepare(parts, spec, resume, None)
@@ -314,6 +321,7 @@ def embed_file_ray(
             "output_format": output_format,
             "use_sentence_keys": use_sentence_keys,
             "bucket": bucket,
+            "max_tokens": max_tokens,
         }
         started = not ray.is_initialized()
         if started:

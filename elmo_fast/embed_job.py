@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,6 +94,8 @@ class JobSpec:
     state: str
     encoding_errors: str
     model: str
+    bucket: bool = False
+    max_tokens: int | None = None
 
 
 def model_fingerprint(embedder: ElmoEmbedder) -> str:
@@ -205,7 +207,9 @@ def _prepare(parts: Path, spec: JobSpec, resume: bool, initial_state) -> int:
             previous = json.loads(job_file.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ResumeError(f"{job_file} is unreadable ({exc}); delete {parts} to start over") from None
-        differing = [k for k, v in asdict(spec).items() if previous.get(k) != v]
+        # A key an older job.json lacks had its field's default then (no bucketing, no budget).
+        defaults = {f.name: f.default for f in fields(spec) if f.default is not MISSING}
+        differing = [k for k, v in asdict(spec).items() if previous.get(k, defaults.get(k)) != v]
         if differing:
             raise ResumeError(
                 f"cannot resume: {', '.join(differing)} differ from the interrupted run in {parts} "
@@ -239,29 +243,26 @@ def embed_records(
     output_format: str,
     use_sentence_keys: bool,
     bucket: bool = False,
+    max_tokens: int | None = None,
     on_batch: Callable[[int], object] | None = None,
 ) -> list[tuple[str, str, np.ndarray]]:
     """``(key, sentence, array)`` for lines ``first_index, first_index + 1, ...`` of a corpus.
 
     Batches are ``batch_size`` consecutive lines, or with ``bucket`` lines of similar length
     (a stable sort by token count, then the results put back in line order: less padding, and
-    with ``state="zero"``/``"warm"`` the same vectors up to float32 rounding). ``on_batch`` is
-    called with each batch's size.
+    with ``state="zero"``/``"warm"`` the same vectors up to float32 rounding); ``max_tokens``
+    caps their padded size (:func:`elmo_fast.batching.plan_batches`). ``on_batch`` is called with
+    each batch's size.
     """
-    from elmo_fast.embedder import _batches
+    from elmo_fast.batching import plan_batches
 
     tokens = [s.split() for s in sentences]
-    order = sorted(range(len(tokens)), key=lambda i: len(tokens[i])) if bucket else range(len(tokens))
-    arrays: list[np.ndarray | None] = [None] * len(tokens)
-    for rows in _batches(order, batch_size):
-        for row, embedding in zip(rows, embedder.embed_batch([tokens[i] for i in rows])):
-            if output_format == "top":
-                embedding = embedding[-1]
-            elif output_format == "average":
-                embedding = np.average(embedding, axis=0)
-            arrays[row] = embedding
-        if on_batch is not None:
-            on_batch(len(rows))
+    plan = plan_batches([len(t) for t in tokens], batch_size, bucket=bucket, max_tokens=max_tokens)
+    arrays = embedder.embed_planned(tokens, plan, on_batch)
+    if output_format == "top":
+        arrays = [a[-1] for a in arrays]
+    elif output_format == "average":
+        arrays = [np.average(a, axis=0) for a in arrays]
     return [
         (sentence if use_sentence_keys else str(first_index + i), sentence, array)
         for i, (sentence, array) in enumerate(zip(sentences, arrays))
@@ -302,6 +303,8 @@ def run_embed_file(
     encoding_errors: str,
     segment_size: int,
     progress: bool,
+    bucket: bool = False,
+    max_tokens: int | None = None,
 ) -> None:
     """The work behind :meth:`ElmoEmbedder.embed_file` for a file on disk (see the module docstring)."""
     from tqdm import tqdm
@@ -323,6 +326,8 @@ def run_embed_file(
         state=embedder.elmo_bilm.state,
         encoding_errors=encoding_errors,
         model=model_fingerprint(embedder),
+        bucket=bucket,
+        max_tokens=max_tokens,
     )
     parts = output.with_name(output.name + ".parts")
     carry = embedder.elmo_bilm.state == "carry"
@@ -346,6 +351,8 @@ def run_embed_file(
                 batch_size=batch_size,
                 output_format=output_format,
                 use_sentence_keys=use_sentence_keys,
+                bucket=bucket,
+                max_tokens=max_tokens,
                 on_batch=bar.update,
             )
             index += len(chunk)

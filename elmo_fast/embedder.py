@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import IO
@@ -12,6 +12,7 @@ from typing import IO
 import numpy as np
 import torch
 
+from elmo_fast.batching import BUCKET_WINDOW_BATCHES, plan_batches, resolve_bucketing
 from elmo_fast.modules.bilm import DEFAULT_MAX_SENTENCE_LENGTH
 from elmo_fast.modules.elmo import load_bilm
 from elmo_fast.reference.char_ids import remove_sentence_boundaries
@@ -119,12 +120,57 @@ class ElmoEmbedder:
         array = embeddings.to("cpu", torch.float32).numpy()
         return [array[i, :, :n] if n else self._empty() for i, n in enumerate(lengths)]
 
-    def embed_sentences(self, sentences: Iterable[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[np.ndarray]:
-        """Lazily embed an iterable of sentences, ``batch_size`` at a time, in order."""
+    def embed_planned(
+        self, sentences: Sequence[Sequence[str]], batches: Iterable[Sequence[int]], on_batch: Callable[[int], object] | None = None
+    ) -> list[np.ndarray]:
+        """Embed ``sentences`` in the given ``batches`` (lists of indexes into them, e.g. from
+        :func:`elmo_fast.batching.plan_batches`); one array per sentence, in the sentences' order.
+        ``on_batch`` is called with each batch's size."""
+        arrays: dict[int, np.ndarray] = {}
+        for rows in batches:
+            arrays.update(zip(rows, self.embed_batch([sentences[i] for i in rows])))
+            if on_batch is not None:
+                on_batch(len(rows))
+        return [arrays[i] for i in range(len(sentences))]
+
+    def embed_sentences(
+        self,
+        sentences: Iterable[Sequence[str]],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        bucket: bool | None = None,
+        max_tokens: int | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Lazily embed an iterable of sentences, at most ``batch_size`` per batch; results come in order.
+
+        ``bucket`` batches sentences of similar length together (less padding) within a look-ahead
+        window of ``BUCKET_WINDOW_BATCHES * batch_size`` sentences, yielding each window's results
+        in the caller's order; vectors then equal the unbucketed ones up to float32 rounding.
+        ``None`` (default) buckets for ``state="zero"`` / ``"warm"``, never for ``"carry"``, whose
+        batches must stay as given (``bucket=True`` with it is a ``ValueError``). ``max_tokens``
+        caps each batch at that many padded tokens (sentences x longest sentence, see
+        :func:`elmo_fast.batching.plan_batches`); it needs ``"zero"`` or ``"warm"`` too.
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        bucket = resolve_bucketing(self.elmo_bilm.state, bucket, max_tokens)
+        if not bucket and max_tokens is None:
+            return self._embed_in_order(sentences, batch_size)
+        return self._embed_windows(sentences, batch_size, bucket, max_tokens)
+
+    def _embed_in_order(self, sentences: Iterable[Sequence[str]], batch_size: int) -> Iterator[np.ndarray]:
         for batch in _batches(sentences, batch_size):
             yield from self.embed_batch(batch)
+
+    def _embed_windows(
+        self, sentences: Iterable[Sequence[str]], batch_size: int, bucket: bool, max_tokens: int | None
+    ) -> Iterator[np.ndarray]:
+        from elmo_fast import _check_batch
+
+        for window in _batches(sentences, batch_size * BUCKET_WINDOW_BATCHES):
+            _check_batch(window)
+            plan = plan_batches([len(s) for s in window], batch_size, bucket=bucket, max_tokens=max_tokens)
+            yield from self.embed_planned(window, plan)
 
     def embed_file(
         self,
@@ -139,6 +185,8 @@ class ElmoEmbedder:
         encoding_errors: str = "strict",
         segment_size: int = 4096,
         progress: bool = True,
+        bucket: bool | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         """Embed a text file, one whitespace-tokenised sentence per line, into an hdf5 file.
 
@@ -158,6 +206,9 @@ class ElmoEmbedder:
         run continues with ``resume=True`` and gives a file identical to an uninterrupted run (see
         :mod:`elmo_fast.embed_job`). Nothing is written at ``output_file_path`` until the run is
         complete.
+
+        ``bucket`` and ``max_tokens`` mean what they mean for :meth:`embed_sentences` (by default
+        ``"zero"`` / ``"warm"`` bucket, ``"carry"`` never does), with each segment as the window.
         """
         from elmo_fast.embed_job import run_embed_file
 
@@ -165,6 +216,7 @@ class ElmoEmbedder:
             raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, not {output_format!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        bucket = resolve_bucketing(self.elmo_bilm.state, bucket, max_tokens)
         spooled = None
         if isinstance(input_file, (str, os.PathLike)):
             path = Path(input_file)
@@ -193,6 +245,8 @@ class ElmoEmbedder:
                 encoding_errors=encoding_errors,
                 segment_size=segment_size,
                 progress=progress,
+                bucket=bucket,
+                max_tokens=max_tokens,
             )
         finally:
             if spooled is not None:

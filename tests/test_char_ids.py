@@ -1,6 +1,9 @@
 """batch_to_ids: the byte-level id scheme, boundaries, truncation, padding and input errors."""
 from __future__ import annotations
 
+import importlib
+import sys
+
 import pytest
 import torch
 
@@ -66,3 +69,25 @@ def test_boundaries_round_trip():
     back, back_mask = remove_sentence_boundaries(with_bounds.float(), new_mask)
     assert torch.equal(back_mask, mask)
     assert torch.equal(back.long(), ids)
+
+
+def test_without_numba_the_reference_runs(monkeypatch):
+    from elmo_fast import env_report
+    from elmo_fast.reference.char_ids import batch_to_ids_ref
+
+    # the module, not the function that elmo_fast.ops re-exports under the same name
+    ops_char_ids = importlib.import_module("elmo_fast.ops.char_ids")
+    monkeypatch.setitem(sys.modules, "numba", None)
+    ops_char_ids.probe_numba.cache_clear()
+    ops_char_ids._compiled_kernel.cache_clear()
+    try:
+        ok, why = ops_char_ids.probe_numba()
+        assert not ok and "numba did not import" in why
+        assert "char ids: reference (numba did not import" in env_report()
+        batch = [["<S>", "a" * 47 + "é"], [], ["a\ud800b", ""]]
+        assert torch.equal(batch_to_ids(batch), batch_to_ids_ref(batch))
+        with pytest.raises(TypeError, match="token 1 of sentence 0"):
+            batch_to_ids([["ok", None]])
+    finally:
+        ops_char_ids.probe_numba.cache_clear()
+        ops_char_ids._compiled_kernel.cache_clear()

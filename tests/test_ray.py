@@ -46,11 +46,13 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(corpus):
-    """The single-process file per state."""
+    """The single-process file per state, batched in line order."""
     out = {}
     for state in ("zero", "warm"):
         out[state] = corpus / f"reference-{state}.hdf5"
-        ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state=state).embed_file(corpus / "all.txt", out[state], **JOB)
+        ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state=state).embed_file(
+            corpus / "all.txt", out[state], bucket=False, **JOB
+        )
     return out
 
 

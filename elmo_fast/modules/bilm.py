@@ -11,6 +11,7 @@ from elmo_fast import _backends
 from elmo_fast.modules.token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache
 from elmo_fast.ops import lstmp, token_encoder
 from elmo_fast.ops._cpp import weight_stamp
+from elmo_fast.ops.char_ids import char_ids
 from elmo_fast.ops.token_encoder import ROW_EXACT
 from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
 from elmo_fast.reference.quantize import check_weight_precision
@@ -130,7 +131,7 @@ class BiLm(nn.Module):
         words = [BOS_TOKEN, EOS_TOKEN, *vocab]
         pieces = []
         for start in range(0, len(words), batch_size):
-            ids = batch_to_ids_ref([[w] for w in words[start : start + batch_size]]).to(device)[:, 0]
+            ids = char_ids([[w] for w in words[start : start + batch_size]]).to(device)[:, 0]
             pieces.append(token_encoder(ids, self.weights().char_cnn, self.options.activation, backend=backend))
         table = torch.cat(pieces)
         self._boundary_embedding = table[:2]
