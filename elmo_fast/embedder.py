@@ -111,11 +111,18 @@ class ElmoEmbedder:
         return [array[i, :, :n] if n else self._empty() for i, n in enumerate(lengths)]
 
     def embed_sentences(self, sentences: Iterable[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[np.ndarray]:
-        """Lazily embed an iterable of sentences, ``batch_size`` at a time, in order."""
+        """Lazily embed an iterable of sentences, ``batch_size`` at a time, in order.
+
+        The arguments are checked at the call (a ``TypeError`` for ``None``, a string or anything
+        not iterable); each batch is checked as :meth:`embed_batch` checks it.
+        """
+        from elmo_fast import _check_batch
+
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        for batch in _batches(sentences, batch_size):
-            yield from self.embed_batch(batch)
+        if isinstance(sentences, (str, bytes)) or not isinstance(sentences, Iterable):
+            _check_batch(sentences)
+        return (array for batch in _batches(sentences, batch_size) for array in self.embed_batch(batch))
 
     def embed_file(
         self,
@@ -148,7 +155,8 @@ class ElmoEmbedder:
         end, the sentence map). Completed segments are checkpointed in ``OUTPUT.parts/``; a killed
         run continues with ``resume=True`` and gives a file identical to an uninterrupted run (see
         :mod:`elmo_fast.embed_job`). Nothing is written at ``output_file_path`` until the run is
-        complete.
+        complete; then an existing file there is replaced without asking, as AllenNLP's
+        ``embed_file`` does (``elmo-fast embed`` refuses unless ``--overwrite``).
         """
         from elmo_fast.embed_job import run_embed_file
 
