@@ -79,6 +79,13 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="at most N padded tokens per batch (sentences x longest sentence); needs --state zero or warm",
     )
+    embed.add_argument(
+        "--max-sentence-length",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse sentences of more than N tokens with an error naming the limit (default 100000)",
+    )
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
     ray = embed.add_argument_group("distributed (pip install 'elmo_fast[ray]')")
     ray.add_argument(
@@ -143,6 +150,8 @@ def _embed_ray(args: argparse.Namespace) -> int:
     """``--engine ray``: :func:`elmo_fast.distributed.embed_file_ray` with the command's options."""
     from elmo_fast.distributed import CARRY_REASON, RayJobFailed, RayUnavailable, embed_file_ray, require_ray
 
+    if args.max_sentence_length is not None:
+        raise CliError("--max-sentence-length does not apply to --engine ray (its workers use the default limit)")
     if args.state == "carry":
         raise CliError(f"--engine ray needs --state zero or --state warm, not carry (the default): {CARRY_REASON}")
     if args.device is not None or args.cuda_device >= 0:
@@ -201,8 +210,15 @@ def _embed(args: argparse.Namespace) -> int:
         raise CliError(f"input file {args.input} not found")
     _check_output(args)
     device = args.device or (f"cuda:{args.cuda_device}" if args.cuda_device >= 0 else "cpu")
+    limit = {} if args.max_sentence_length is None else {"max_sentence_length": args.max_sentence_length}
     embedder = ElmoEmbedder(
-        args.options, args.weights, state=args.state, backend=args.backend, device=device, weight_precision=args.weight_precision
+        args.options,
+        args.weights,
+        state=args.state,
+        backend=args.backend,
+        device=device,
+        weight_precision=args.weight_precision,
+        **limit,
     )
     embedder.embed_file(
         args.input,

@@ -54,11 +54,19 @@ def read_lines(path: Path, encoding_errors: str = "strict") -> Iterator[str]:
             yield line.strip()
 
 
-def scan_lines(path: Path, encoding_errors: str, unique: bool = False, seen: set[str] | None = None) -> int:
+def scan_lines(
+    path: Path,
+    encoding_errors: str,
+    unique: bool = False,
+    seen: set[str] | None = None,
+    *,
+    max_tokens: int | None = None,
+) -> int:
     """Count lines and reject blank ones (AllenNLP refuses them) before any work is done.
 
     ``unique``: also reject a repeated line (sentences used as keys must be distinct); ``seen``
-    carries the sentences of earlier files when several files make one corpus.
+    carries the sentences of earlier files when several files make one corpus. ``max_tokens``:
+    also reject a line of more tokens (the model's ``max_sentence_length``).
     """
     blank = []
     seen = set() if seen is None else seen
@@ -66,7 +74,13 @@ def scan_lines(path: Path, encoding_errors: str, unique: bool = False, seen: set
     for count, line in enumerate(read_lines(path, encoding_errors), start=1):
         if not line:
             blank.append(count - 1)
-        elif unique:
+            continue
+        if max_tokens is not None and len(line.split()) > max_tokens:
+            raise ValueError(
+                f"{path}: line {count - 1} (0-based) has {len(line.split())} tokens, more than "
+                f"max_sentence_length={max_tokens}; split it or raise the limit (--max-sentence-length)"
+            )
+        if unique:
             if line in seen:
                 raise ValueError(
                     f"{path}: line {count - 1} repeats the sentence {line!r}; duplicate sentences need "
@@ -312,7 +326,9 @@ def run_embed_file(
     from elmo_fast.embedder import _batches
 
     segment_size = round_segment_size(segment_size, batch_size)
-    total = scan_lines(input_path, encoding_errors, unique=use_sentence_keys)
+    total = scan_lines(
+        input_path, encoding_errors, unique=use_sentence_keys, max_tokens=embedder.elmo_bilm.max_sentence_length
+    )
     stat = input_path.stat()
     spec = JobSpec(
         input=str(input_path.resolve()),

@@ -150,9 +150,16 @@ class ElmoEmbedder:
         batches must stay as given (``bucket=True`` with it is a ``ValueError``). ``max_tokens``
         caps each batch at that many padded tokens (sentences x longest sentence, see
         :func:`elmo_fast.batching.plan_batches`); it needs ``"zero"`` or ``"warm"`` too.
+
+        The arguments are checked at the call (a ``TypeError`` for ``None``, a string or anything
+        not iterable); each batch is checked as :meth:`embed_batch` checks it.
         """
+        from elmo_fast import _check_batch
+
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(sentences, (str, bytes)) or not isinstance(sentences, Iterable):
+            _check_batch(sentences)
         bucket = resolve_bucketing(self.elmo_bilm.state, bucket, max_tokens)
         if not bucket and max_tokens is None:
             return self._embed_in_order(sentences, batch_size)
@@ -205,7 +212,8 @@ class ElmoEmbedder:
         end, the sentence map). Completed segments are checkpointed in ``OUTPUT.parts/``; a killed
         run continues with ``resume=True`` and gives a file identical to an uninterrupted run (see
         :mod:`elmo_fast.embed_job`). Nothing is written at ``output_file_path`` until the run is
-        complete.
+        complete; then an existing file there is replaced without asking, as AllenNLP's
+        ``embed_file`` does (``elmo-fast embed`` refuses unless ``--overwrite``).
 
         ``bucket`` and ``max_tokens`` mean what they mean for :meth:`embed_sentences` (by default
         ``"zero"`` / ``"warm"`` bucket, ``"carry"`` never does), with each segment as the window.

@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 # Property tests: a short run by default (CI); `ELMO_FAST_HYPOTHESIS=thorough pytest tests/test_properties.py`
-# generates 2,500 cases per property (over 10,000 in all). See the README.
+# generates 2,500 cases per property (eight properties: 20,000 in all). See the README.
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=2500, deadline=None, suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("ELMO_FAST_HYPOTHESIS", "ci"))

@@ -71,10 +71,22 @@ def test_killed_run_resumes_to_identical_file(tmp_path, corpus, uninterrupted, s
     proc.send_signal(sig)
     proc.wait(timeout=30)
     assert proc.returncode != 0 and not out.exists() and parts.exists()
+    # Complete segments (written under a .tmp name, renamed when done); resume must keep them as they are.
+    finished = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in parts.glob("segment-*.h5")}
+    assert len(finished) >= 4 and sorted(finished) == [f"segment-{i:06d}.h5" for i in range(len(finished))]
     again = cli(str(corpus), str(out), *common)
     assert again.returncode == 2 and "--resume" in again.stderr
-    resumed = cli(str(corpus), str(out), *common, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = cli(str(corpus), str(out), *common, "--resume", wait=False)
+    first_new = parts / f"segment-{len(finished):06d}.h5"
+    deadline = time.time() + 60
+    while not first_new.exists():
+        assert resumed.poll() is None, "the resumed run finished before its first new segment was seen; make the corpus larger"
+        assert time.time() < deadline
+        time.sleep(0.005)
+    kept = {name: ((parts / name).stat().st_ino, (parts / name).stat().st_mtime_ns) for name in finished}
+    assert kept == finished, "resume rewrote segments the interrupted run had finished"
+    _, stderr = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, stderr
     assert not parts.exists()
     assert_same_hdf5(reference, out)
 
@@ -128,7 +140,8 @@ def test_long_sentence_and_limit():
 
 
 def test_chunked_ops_equal_unchunked(monkeypatch):
-    elmo = Elmo(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, 1, dropout=0.0, state="zero").eval()
+    # The chunk sizes belong to the reference ops: pin that backend, or the patches change nothing.
+    elmo = Elmo(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, 1, dropout=0.0, state="zero", backend="ref").eval()
     ids = batch_to_ids(random_sentences(7, seed=41, max_len=30))
     whole = elmo(ids)["elmo_representations"][0]
     monkeypatch.setattr(lstmp_module, "TIME_CHUNK", 3)
@@ -172,3 +185,118 @@ def test_segment_of_another_format_is_recomputed(tmp_path):
         f.create_dataset("keys", data=["0"], dtype=h5py.string_dtype())
         f.create_group("data").create_dataset("0", data=np.zeros((3, 2, 4), np.float32))
     assert not segment_complete(path)
+
+
+def test_ids_out_of_range_or_of_the_wrong_type_are_refused():
+    vocab = ["@@PADDING@@", "the", "cat"]
+    elmo = Elmo(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, 1, dropout=0.0, state="zero", backend="ref", vocab_to_cache=vocab).eval()
+    bilm = elmo._elmo_lstm
+    ids = batch_to_ids([["the", "cat"], ["cat"]])
+    for bad in (262, -1):
+        broken = ids.clone()
+        broken[1, 0, 3] = bad
+        with pytest.raises(ValueError, match=rf"character ids must lie in \[0, 262\).*{bad}"):
+            elmo(broken)
+        with pytest.raises(ValueError, match=r"character ids must lie in \[0, 262\)"):
+            bilm(broken)
+    with pytest.raises(TypeError, match="character ids must be an integer tensor.*float32"):
+        bilm(ids.float())
+    with pytest.raises(TypeError, match="character ids must be a torch.Tensor"):
+        bilm(ids.tolist())
+    words = torch.tensor([[1, 2], [2, 0]])
+    assert_close(elmo(ids, words)["elmo_representations"][0], elmo(ids)["elmo_representations"][0], what="word ids")
+    for bad in (3, -1):
+        with pytest.raises(ValueError, match=rf"word_inputs must lie in \[0, 3\).*{bad}"):
+            elmo(ids, torch.tensor([[1, bad], [2, 0]]))
+    with pytest.raises(TypeError, match="word_inputs must be an integer tensor"):
+        elmo(ids, words.double())
+    with pytest.raises(ValueError, match=r"word_inputs must have shape \(B, T\) with B = 2"):
+        bilm(ids, words[:1])
+
+
+def test_carried_and_warm_state_follow_the_model_dtype():
+    from elmo_fast.modules.elmo import load_bilm
+
+    sentences = random_sentences(4, seed=43, max_len=9)
+    ids, fewer = batch_to_ids(sentences), batch_to_ids(sentences[:2])
+    single = load_bilm(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, backend="ref", state="carry")
+    single(ids)
+    expected = single(fewer).activations
+    moved = load_bilm(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, backend="ref", state="carry")
+    moved(ids)
+    moved.to(torch.float64)
+    got = moved(fewer).activations
+    assert all(a.dtype == torch.float64 for a in got) and all(s.dtype == torch.float64 for s in moved._states)
+    for a, e in zip(got, expected):
+        assert_close(a, e, what="float64 after a float32 call")
+    moved.to(torch.float32)
+    for a, e in zip(moved(ids).activations, single(ids).activations):
+        assert_close(a, e, what="float32 again after a float64 call")
+    assert all(s.dtype == torch.float32 for s in moved._states)
+
+    warm = load_bilm(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, backend="ref", state="warm")
+    warm(ids)
+    warm.to(torch.float64)
+    fresh = load_bilm(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, backend="ref", state="warm").to(torch.float64)
+    for a, e in zip(warm(ids).activations, fresh(ids).activations):
+        assert_close(a, e, dtype=torch.float64, what="warm state recomputed in float64")
+
+
+def test_huge_tokens_and_lone_surrogates_in_files(tmp_path):
+    emb = ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="zero")
+    path = tmp_path / "long.txt"
+    # 5,000-byte tokens: only the first 48 UTF-8 bytes of a token reach the model.
+    path.write_text(f"a {'é' * 2500} b\n{'x' * 5000}\n", encoding="utf-8")
+    emb.embed_file(path, tmp_path / "long.hdf5", progress=False)
+    with h5py.File(tmp_path / "long.hdf5") as f:
+        assert_close(f["0"][...], emb.embed_sentence(["a", "é" * 24, "b"]), what="5,000-byte token")
+        assert_close(f["1"][...], emb.embed_sentence(["x" * 48]), what="5,000-byte token alone")
+    # A lone surrogate cannot be valid UTF-8; its 3-byte encoding (CESU-8 / WTF-8) is undecodable.
+    surrogate = "a\ud800b".encode("utf-8", "surrogatepass")
+    bad = tmp_path / "surrogate.txt"
+    bad.write_bytes(b"fine\n" + surrogate + b" c\r\n")
+    with pytest.raises(ValueError, match=r"line 1 \(0-based\) is not valid UTF-8"):
+        emb.embed_file(bad, tmp_path / "s.hdf5", progress=False)
+    for errors, token in (("replace", "a\ufffd\ufffd\ufffdb"), ("ignore", "ab")):
+        emb.embed_file(bad, tmp_path / f"{errors}.hdf5", encoding_errors=errors, progress=False)
+        with h5py.File(tmp_path / f"{errors}.hdf5") as f:
+            assert json.loads(f["sentence_to_index"][0]) == {"fine": "0", f"{token} c": "1"}
+            assert_close(f["1"][...], emb.embed_sentence([token, "c"]), what=errors)
+    # In a Python string a lone surrogate is dropped, as AllenNLP's encode("utf-8", "ignore") drops it.
+    assert_close(emb.embed_sentence(["a\ud800b"]), emb.embed_sentence(["ab"]), what="lone surrogate in a str")
+
+
+def test_cli_encoding_errors_and_sentence_limit(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"one\ntwo\nthree \xff four\n")
+    out = tmp_path / "out.hdf5"
+    strict = cli(str(bad), str(out))
+    assert strict.returncode == 2 and "line 2 (0-based) is not valid UTF-8" in strict.stderr and "Traceback" not in strict.stderr
+    assert not out.exists()
+    assert cli(str(bad), str(out), "--encoding-errors", "ignore").returncode == 0
+    with h5py.File(out) as f:
+        assert json.loads(f["sentence_to_index"][0])["three  four"] == "2" and f["2"].shape == (3, 2, 32)
+    text = tmp_path / "long.txt"
+    text.write_text("a b c\nd e f g h i\n", encoding="utf-8")
+    limited = cli(str(text), str(tmp_path / "l.hdf5"), "--max-sentence-length", "5")
+    assert limited.returncode == 2 and "line 1 (0-based) has 6 tokens, more than max_sentence_length=5" in limited.stderr
+    assert not (tmp_path / "l.hdf5.parts").exists(), "the limit is checked before any work"
+    assert cli(str(text), str(tmp_path / "l.hdf5"), "--max-sentence-length", "6").returncode == 0
+    zero = cli(str(text), str(tmp_path / "z.hdf5"), "--max-sentence-length", "0")
+    assert zero.returncode == 2 and "max_sentence_length must be a positive integer, got 0" in zero.stderr
+
+
+def test_bad_limits_and_iterables_fail_at_the_call():
+    for limit in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="max_sentence_length must be a positive integer"):
+            ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, max_sentence_length=limit)
+    with pytest.raises(ValueError, match="max_sentence_length must be a positive integer"):
+        Elmo(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, 1, max_sentence_length=0)
+    emb = ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="zero")
+    for bad, name in ((None, "NoneType"), (3, "int"), ("a b", "str")):
+        with pytest.raises(TypeError, match=f"list of sentences.*got {name}"):
+            emb.embed_sentences(bad)
+    with pytest.raises(TypeError, match="sentence 1 must be a list of token strings, got NoneType"):
+        list(emb.embed_sentences(iter([["a"], None])))
+    lazy = emb.embed_sentences(([w] for w in "abc"), batch_size=2)
+    assert [a.shape for a in lazy] == [(3, 1, 32)] * 3

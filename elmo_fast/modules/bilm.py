@@ -33,6 +33,8 @@ WARMUP_TEXT: tuple[str, ...] = (
     "The museum tells the story of the first families and of the trade that made the town rich .",
 )
 DEFAULT_MAX_SENTENCE_LENGTH: int = 100_000
+# Character ids are bytes + 1 plus the begin/end-of-word and padding symbols: 0 <= id < 262.
+NUM_CHAR_IDS: int = 262
 
 
 def check_state(state: str) -> str:
@@ -40,6 +42,18 @@ def check_state(state: str) -> str:
     if state not in STATES:
         raise ValueError(f"state must be one of {', '.join(repr(s) for s in STATES)}, not {state!r}")
     return state
+
+
+def _check_ids(ids: torch.Tensor, what: str, size: int, hint: str) -> None:
+    """Reject ``ids`` unless an integer tensor with every value in ``[0, size)`` (one min/max)."""
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor {hint}, got {type(ids).__name__}")
+    if ids.dtype == torch.bool or ids.dtype.is_floating_point or ids.dtype.is_complex:
+        raise TypeError(f"{what} must be an integer tensor {hint}, got dtype {ids.dtype}")
+    if ids.numel():
+        low, high = (int(v) for v in torch.aminmax(ids))
+        if low < 0 or high >= size:
+            raise ValueError(f"{what} must lie in [0, {size}) {hint}, got values from {low} to {high}")
 
 
 class BiLm(nn.Module):
@@ -85,6 +99,8 @@ class BiLm(nn.Module):
         self.weight_precision = check_weight_precision(weight_precision)
         if requires_grad and weight_precision != "fp32":
             raise ValueError(f"weight_precision={weight_precision!r} is for inference; use 'fp32' with requires_grad=True")
+        if isinstance(max_sentence_length, bool) or not isinstance(max_sentence_length, int) or max_sentence_length < 1:
+            raise ValueError(f"max_sentence_length must be a positive integer, got {max_sentence_length!r}")
         self.max_sentence_length = max_sentence_length
         self.options = weights.options
         self.state = check_state(state)
@@ -157,7 +173,8 @@ class BiLm(nn.Module):
         cached, and recomputed when any parameter changes (e.g. during fine-tuning).
         """
         versions = tuple(p._version for p in self.parameters())
-        if self._warm is None or self._warm[0] != versions or self._warm[1].device != self.char_embed.device:
+        stale = self._warm is None or self._warm[0] != versions
+        if stale or self._warm[1].device != self.char_embed.device or self._warm[1].dtype != self.char_embed.dtype:
             h = c = None
             for sentence in WARMUP_TEXT:
                 out = self._run(batch_to_ids_ref([sentence.split()]), None, h, c)
@@ -183,7 +200,11 @@ class BiLm(nn.Module):
     def _initial_state(self, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self._states is None:
             return None, None
-        h, c = self._states
+        # The carried state follows the model: after model.to(device or dtype), or a state
+        # restored from a file, it is moved to the parameters' device and dtype once.
+        like = self.char_embed
+        h, c = (s.to(device=like.device, dtype=like.dtype) for s in self._states)
+        self._states = (h, c)
         stored = h.shape[1]
         if batch > stored:
             h = torch.cat((h, h.new_zeros(h.shape[0], batch - stored, h.shape[2])), dim=1)
@@ -212,13 +233,23 @@ class BiLm(nn.Module):
         *,
         state: str | None = None,
     ) -> BiLmOutput:
-        """Run on int64 ``(B, T, 50)`` character ids; see :class:`BiLmOutput`.
+        """Run on integer ``(B, T, 50)`` character ids; see :class:`BiLmOutput`.
 
-        ``state`` overrides the module's mode for this call only.
+        ``word_inputs`` (with ``vocab_to_cache``): integer ``(B, T')`` ids into the cached
+        vocabulary, used instead of the character ids. ``state`` overrides the module's mode for
+        this call only. Ids of the wrong type, shape or range raise ``TypeError``/``ValueError``.
         """
         mode = check_state(state or self.state)
+        _check_ids(char_ids, "character ids", NUM_CHAR_IDS, "(see batch_to_ids)")
         if char_ids.dim() != 3 or char_ids.shape[-1] != 50:
             raise ValueError(f"character ids must have shape (B, T, 50), got {tuple(char_ids.shape)}")
+        if word_inputs is not None and self._word_embedding is not None:
+            _check_ids(word_inputs, "word_inputs", self._word_embedding.shape[0], "(ids into vocab_to_cache)")
+            if word_inputs.dim() != 2 or word_inputs.shape[0] != char_ids.shape[0]:
+                raise ValueError(
+                    f"word_inputs must have shape (B, T) with B = {char_ids.shape[0]} as the character ids, "
+                    f"got {tuple(word_inputs.shape)}"
+                )
         if char_ids.shape[1] > self.max_sentence_length:
             raise ValueError(
                 f"a sentence of {char_ids.shape[1]} tokens exceeds max_sentence_length={self.max_sentence_length}; "
