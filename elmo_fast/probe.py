@@ -224,7 +224,7 @@ def plot(report: dict, path: Path) -> bool:
         ax.set_xticks(range(len(names)), [n.replace("layer_", "layer ") for n in names])
         ax.set_ylim(0, 1)
         ax.set_title(name, fontsize=10)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="lower right" if key == "pos" else "upper right", fontsize=8)
     fig.suptitle(report["model"], fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
