@@ -2,8 +2,9 @@
 
     python benchmarks/ray_scaling.py [--sentences 20000] [--workers 1 2] [--repeats 2]
 
-Uses the tiny AllenNLP fixture model (``tests/fixtures/allennlp_tiny``; ``--model demo``: the
-bundled random demo model, P=64, C=256, about 3.5x slower per sentence here) and a generated corpus
+Uses the tiny AllenNLP fixture model (``tests/fixtures/allennlp_tiny``; ``--model default``: the
+bundled default model trained on WordNet glosses, P=64, C=256, about 3.5x slower per sentence here;
+``demo`` is its old name, from when the bundled model had random weights) and a generated corpus
 (``soak.write_corpus``'s sentences). Each Ray row starts a fresh local Ray instance with as many
 CPUs as workers, so every worker has one core and one torch thread; Ray's start is outside the
 timed region, the workers' start (loading torch and the model) inside it. The local row is
@@ -50,7 +51,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--segment-size", type=int, default=1024)
     parser.add_argument("--no-bucket", action="store_true")
-    parser.add_argument("--model", choices=("tiny", "demo"), default="tiny", help="tiny fixture or the bundled demo model")
+    parser.add_argument(
+        "--model", choices=("tiny", "default", "demo"), default="tiny",
+        help="tiny fixture, or the bundled default model (demo: its old name)",
+    )
     args = parser.parse_args()
     ray = require_ray()
     torch.set_num_threads(1)

@@ -251,6 +251,12 @@ def _probe(args: argparse.Namespace) -> int:
         result = report[task]
         cells = [f"{k.replace('layer_', 'layer ')}: {v:.3f}" for k, v in result.items() if k.startswith(("layer_", "mix", "baseline")) and isinstance(v, float)]
         print(f"{task:7s} " + "  ".join(cells))
+        if "answerable_only" in result:
+            only = "  ".join(f"{k.replace('layer_', 'layer ')}: {v:.3f}" for k, v in result["answerable_only"].items())
+            print(
+                f"        answerable {result['answerable_items']} of {result['scored_items']} scored items "
+                f"(accuracy ceiling {result['accuracy_ceiling']:.3f}); on answerable items only: {only}"
+            )
     print(f"wrote {args.out_dir / 'probe.json'}" + (f" and {report['plot']}" if report["plot"] else " (no plot: pip install matplotlib)"))
     return 0
 

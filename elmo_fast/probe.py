@@ -4,7 +4,9 @@
   one on a learned ScalarMix of the layers (softmax weights s_j and scale gamma, trained jointly).
 * Semantics — word senses: each occurrence gets the sense of its nearest neighbour (cosine) among
   the same word's other examples, per layer and for a mix whose weights are chosen on the training
-  words (the paper's nearest-neighbour word-sense experiment, here on WordNet).
+  words (after the paper's nearest-neighbour word-sense experiment, here on WordNet). Many
+  occurrences cannot be right (their sense has no other example): the report gives that ceiling
+  and the accuracies on the answerable occurrences alone.
 
 Words (not sentences) are split into train and held-out sets, so every reported accuracy is on
 words the probe never saw. Baselines: the most frequent class / sense.
@@ -109,47 +111,82 @@ def pos_probe(features: torch.Tensor, items: Sequence[Item], held_out: float, se
     return report
 
 
-def _nearest_neighbour_accuracy(x: torch.Tensor, items: Sequence[Item], indices: Sequence[int]) -> float:
+def _lemma_groups(items: Sequence[Item], indices: Sequence[int]) -> list[list[int]]:
+    """The items of ``indices`` grouped by lemma, in first-seen order; groups of one are dropped
+    (an occurrence with no other occurrence of its word has no neighbour to take a sense from)."""
     by_lemma: dict[str, list[int]] = {}
     for i in indices:
         by_lemma.setdefault(items[i].lemma, []).append(i)
+    return [group for group in by_lemma.values() if len(group) >= 2]
+
+
+def _answerable(items: Sequence[Item], groups: Sequence[Sequence[int]]) -> list[bool]:
+    """Per scored item (groups flattened): whether another candidate in its group has its sense,
+    the only way a nearest-neighbour (or most-frequent-sense) guess can be right."""
+    flags = []
+    for group in groups:
+        counts = Counter(items[i].label for i in group)
+        flags += [counts[items[i].label] >= 2 for i in group]
+    return flags
+
+
+def _nearest_neighbour_hits(x: torch.Tensor, items: Sequence[Item], groups: Sequence[Sequence[int]]) -> list[bool]:
+    # Per scored item: does its nearest neighbour (cosine) among the other items of its group share its sense?
     normed = nn.functional.normalize(x, dim=-1)
-    correct = total = 0
-    for group in by_lemma.values():
-        if len(group) < 2:
-            continue
+    hits = []
+    for group in groups:
         sims = normed[group] @ normed[group].T
         sims.fill_diagonal_(-2.0)
         nearest = sims.argmax(dim=1).tolist()
-        correct += sum(items[group[a]].label == items[group[b]].label for a, b in enumerate(nearest))
-        total += len(group)
-    return correct / max(total, 1)
+        hits += [items[group[a]].label == items[group[b]].label for a, b in enumerate(nearest)]
+    return hits
 
 
-def _most_frequent_sense_accuracy(items: Sequence[Item], indices: Sequence[int]) -> float:
-    by_lemma: dict[str, list[int]] = {}
-    for i in indices:
-        by_lemma.setdefault(items[i].lemma, []).append(i)
-    correct = total = 0
-    for group in by_lemma.values():
-        if len(group) < 2:
-            continue
+def _nearest_neighbour_accuracy(x: torch.Tensor, items: Sequence[Item], indices: Sequence[int]) -> float:
+    hits = _nearest_neighbour_hits(x, items, _lemma_groups(items, indices))
+    return sum(hits) / max(len(hits), 1)
+
+
+def _most_frequent_sense_hits(items: Sequence[Item], groups: Sequence[Sequence[int]]) -> list[bool]:
+    # Per scored item: is its sense the most frequent one among the other items of its group?
+    hits = []
+    for group in groups:
         for i in group:
             others = Counter(items[j].label for j in group if j != i)
             best = max(sorted(others), key=lambda label: others[label])
-            correct += items[i].label == best
-            total += 1
-    return correct / max(total, 1)
+            hits.append(items[i].label == best)
+    return hits
+
+
+def _mean(flags: Sequence[bool], mask: Sequence[bool] | None = None) -> float:
+    chosen = list(flags) if mask is None else [f for f, m in zip(flags, mask) if m]
+    return sum(chosen) / max(len(chosen), 1)
 
 
 def sense_probe(features: torch.Tensor, items: Sequence[Item], held_out: float, seed: int) -> dict:
-    """Nearest-neighbour word-sense accuracy on held-out words, per layer and for a tuned mix."""
+    """Nearest-neighbour word-sense accuracy on held-out words, per layer and for a tuned mix.
+
+    Each held-out occurrence takes the sense of its nearest neighbour among the *other held-out
+    occurrences of the same word* (the split is by word, so a held-out word has no training
+    occurrences). ``scored_items``: occurrences whose word has another held-out occurrence.
+    ``answerable_items``: those whose sense also occurs among those others; ``accuracy_ceiling``
+    (their fraction) bounds every accuracy here, and ``answerable_only`` reports the accuracies on
+    them alone.
+    """
     train, test = split_by_lemma(items, held_out, seed)
     report: dict = {"train_items": len(train), "test_items": len(test), "senses": len({item.label for item in items})}
-    report["baseline_most_frequent_sense"] = _most_frequent_sense_accuracy(items, test)
+    groups = _lemma_groups(items, test)
+    answerable = _answerable(items, groups)
+    report["scored_items"] = len(answerable)
+    report["answerable_items"] = sum(answerable)
+    report["accuracy_ceiling"] = _mean(answerable)
+    mfs = _most_frequent_sense_hits(items, groups)
+    report["baseline_most_frequent_sense"] = _mean(mfs)
+    only: dict = {"baseline_most_frequent_sense": _mean(mfs, answerable)}
     layers = features.shape[1]
     for layer in range(layers):
-        report[f"layer_{layer}"] = _nearest_neighbour_accuracy(features[:, layer], items, test)
+        hits = _nearest_neighbour_hits(features[:, layer], items, groups)
+        report[f"layer_{layer}"], only[f"layer_{layer}"] = _mean(hits), _mean(hits, answerable)
     # Mix weights: the best point of a 0.1-step grid on the simplex, chosen on the training words.
     grid = [w for w in itertools.product(range(11), repeat=layers) if sum(w) == 10]
     scored = []
@@ -158,8 +195,10 @@ def sense_probe(features: torch.Tensor, items: Sequence[Item], held_out: float, 
         scored.append((_nearest_neighbour_accuracy((features * weights[:, None]).sum(1), items, train), w))
     best = max(scored)[1]
     weights = torch.tensor(best, dtype=features.dtype) / 10
-    report["mix"] = _nearest_neighbour_accuracy((features * weights[:, None]).sum(1), items, test)
+    hits = _nearest_neighbour_hits((features * weights[:, None]).sum(1), items, groups)
+    report["mix"], only["mix"] = _mean(hits), _mean(hits, answerable)
     report["mix_layer_weights"] = weights.tolist()
+    report["answerable_only"] = only
     return report
 
 
@@ -180,10 +219,12 @@ def plot(report: dict, path: Path) -> bool:
         names = [k for k in result if k.startswith("layer_")] + ["mix"]
         ax.bar(range(len(names)), [result[k] for k in names], color=["#999"] * (len(names) - 1) + ["#36c"])
         ax.axhline(result[baseline], color="r", ls="--", lw=1, label="most frequent")
+        if "accuracy_ceiling" in result:
+            ax.axhline(result["accuracy_ceiling"], color="k", ls=":", lw=1, label="ceiling (answerable)")
         ax.set_xticks(range(len(names)), [n.replace("layer_", "layer ") for n in names])
         ax.set_ylim(0, 1)
         ax.set_title(name, fontsize=10)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="lower right" if key == "pos" else "upper right", fontsize=8)
     fig.suptitle(report["model"], fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,8 +1,14 @@
 """The bundled default model: present, small, loads as ELMo and as a language model, and is trained."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
+import h5py
 import numpy as np
 
+from elmo_fast import ElmoEmbedder
 from elmo_fast.default_model import DEFAULT_DIR, default_model_files
 from elmo_fast.train import encode_corpus, evaluate, load_language_model
 from elmo_fast.weights import load_weights
@@ -37,3 +43,23 @@ def test_default_model_prefers_real_sentences_to_shuffled_words():
     # an untrained model scores both alike (about the vocabulary size, 20003)
     assert ppl_real.forward < 0.25 * ppl_shuffled.forward and ppl_real.backward < 0.25 * ppl_shuffled.backward
     assert ppl_real.mean < 1000, ppl_real
+
+
+def test_embed_command_runs_with_no_model_files(tmp_path):
+    # `elmo-fast embed in.txt out.hdf5` with no --options/--weights: the bundled model, from a folder
+    # holding nothing but the input
+    sentences = [s.split() for s in SENTENCES[:3]]
+    (tmp_path / "in.txt").write_text("".join(" ".join(s) + "\n" for s in sentences), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "elmo_fast", "embed", "in.txt", "out.hdf5", "--quiet"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    expected = list(ElmoEmbedder().embed_sentences(sentences))
+    with h5py.File(tmp_path / "out.hdf5") as f:
+        assert set(f.keys()) == {"0", "1", "2", "sentence_to_index"}
+        assert json.loads(f["sentence_to_index"][0]) == {" ".join(s): str(i) for i, s in enumerate(sentences)}
+        for i, s in enumerate(sentences):
+            vectors = f[str(i)][...]
+            assert vectors.shape == (3, len(s), 128) and np.isfinite(vectors).all() and np.abs(vectors).max() > 0
+            np.testing.assert_allclose(vectors, expected[i], rtol=1e-5, atol=1e-5)

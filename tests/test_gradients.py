@@ -1,6 +1,8 @@
 """Gradients of the reference ops and of ``Elmo(requires_grad=True)`` against float64 finite differences."""
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from torch.autograd import gradcheck
@@ -82,3 +84,78 @@ def test_elmo_requires_grad_matches_finite_differences():
         moved = [run(*[t + 0.1 * (i == j) for i, t in enumerate(inputs)]) for j in range(len(names))]
     assert all((m - out).abs().max() > 1e-4 for m in moved), "functional_call did not substitute a parameter"
     assert gradcheck(run, inputs, fast_mode=True)
+
+
+# The GPU backends' wrappers are plain Python: on CPU tensors that need gradients they must hand the
+# call to the differentiable reference (and say so) before touching any GPU kernel.
+def _fast_lstmp_wrappers():
+    lstmp_ops = importlib.import_module("elmo_fast.ops.lstmp")
+
+    return {"cuda": lstmp_ops._lstmp_compiled, "triton": lstmp_ops._lstmp_triton}
+
+
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_lstmp_wrappers_fall_back_to_ref_for_gradients(backend, monkeypatch):
+    from elmo_fast.ops import _cpp
+
+    monkeypatch.setattr(_cpp, "_WARNED", set())
+    wrapper = _fast_lstmp_wrappers()[backend]
+    base = random_lstm_inputs(2, 3, 4, 3, 4, seed=5, dtype=torch.float64, lengths=[4, 1, 3])
+
+    def grads(fn):
+        args = {k: v.clone().requires_grad_(k in ("x", "w_hh", "c0")) for k, v in base.items()}
+        out, h_n, c_n = fn(args["x"], args["lengths"], args["w_ih"], args["w_hh"], args["bias"], args["w_proj"],
+                           args["h0"], args["c0"], cell_clip=0.7, proj_clip=0.7, residual=True)
+        (out.sum() + h_n.square().sum() + c_n.sum()).backward()
+        return [args[k].grad for k in ("x", "w_hh", "c0")]
+
+    with pytest.warns(UserWarning, match=f"backend '{backend}' runs lstmp with the 'ref' implementation because gradients"):
+        got = grads(wrapper)
+    expected = grads(lstmp_ref)
+    for g, e in zip(got, expected):
+        assert g is not None and torch.equal(g, e)
+
+
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_lstmp_wrappers_use_the_kernel_without_gradients(backend, monkeypatch):
+    # the fallback is for gradients only: under no_grad the (here faked) kernel runs, silently
+    import sys
+    import types
+    import warnings
+
+    lstmp_ops = importlib.import_module("elmo_fast.ops.lstmp")
+
+    calls = []
+
+    def kernel(*args, **kwargs):
+        calls.append(args)
+        return "kernel"
+
+    if backend == "triton":
+        monkeypatch.setitem(sys.modules, "elmo_fast.kernels.lstmp", types.SimpleNamespace(lstmp_fwd=kernel))
+    else:
+        ops = types.SimpleNamespace(ops=types.SimpleNamespace(elmo_fast=types.SimpleNamespace(lstmp=kernel)))
+        monkeypatch.setattr(lstmp_ops, "torch", ops)
+    base = random_lstm_inputs(1, 2, 3, 3, 4, seed=2)
+    args = [base[k].requires_grad_(k == "w_hh") for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj")]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _fast_lstmp_wrappers()[backend](*args) == "kernel"
+    assert len(calls) == 1
+
+
+def test_gpu_token_encoder_fallback_is_visible(monkeypatch):
+    from elmo_fast.ops import _cpp
+    from elmo_fast.ops.token_encoder import _token_encoder_triton
+
+    monkeypatch.setattr(_cpp, "_WARNED", set())
+    weights = random_weights(TINY, seed=3, scale=1.0).char_cnn
+    weights.proj_weight.requires_grad_(True)
+    ids = batch_to_ids([["a", "Hello"]])[0]
+    with pytest.warns(UserWarning, match="backend 'triton' runs token_encoder with the 'ref'"):
+        out = _token_encoder_triton(ids, weights)
+    out.sum().backward()
+    got = weights.proj_weight.grad.clone()
+    weights.proj_weight.grad = None
+    token_encoder_ref(ids, weights).sum().backward()
+    assert torch.equal(got, weights.proj_weight.grad)

@@ -108,9 +108,14 @@ def test_resume_continues_bit_identically(tmp_path, state):
     common = dict(state=state, dropout=0.3, n_sampled=8, vocab_size=20, epochs=3)
     straight = train(tiny_config(tmp_path, output_dir=tmp_path / "a", max_steps=7, **common), progress=False, log=lambda s: None)
     first = train(tiny_config(tmp_path, output_dir=tmp_path / "b", max_steps=3, **common), progress=False, log=lambda s: None)
-    assert first.step == 3
-    resumed = train(tiny_config(tmp_path, output_dir=tmp_path / "b", max_steps=7, **common), resume=True, progress=False, log=lambda s: None)
+    assert first.step == 3 and (first.start_step, first.steps_run) == (0, 3)
+    lines: list[str] = []
+    resumed = train(tiny_config(tmp_path, output_dir=tmp_path / "b", max_steps=7, **common), resume=True, progress=False, log=lines.append)
     assert straight.step == resumed.step == 7 and straight.epoch == resumed.epoch >= 1
+    # the resumed call started from the checkpoint: it made only the 4 missing updates
+    assert (straight.start_step, straight.steps_run) == (0, 7)
+    assert (resumed.start_step, resumed.steps_run) == (3, 4)
+    assert "resuming at step 3" in lines[0]
     a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
@@ -225,3 +230,115 @@ def test_config_errors(tmp_path):
             load_config(path)
     assert dataclasses.replace(tiny_config(tmp_path), vocab_size=8000, n_sampled="auto").softmax_samples is None
     assert dataclasses.replace(tiny_config(tmp_path), vocab_size=9000, n_sampled="auto").softmax_samples == 2048
+
+
+def test_vocabulary_load_keeps_the_last_word_without_a_trailing_newline(tmp_path):
+    words = ["<S>", "</S>", "<UNK>", "the", "cat"]
+    (tmp_path / "bare.txt").write_text("\n".join(words), encoding="utf-8")
+    (tmp_path / "ended.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    assert Vocabulary.load(tmp_path / "bare.txt").words == words
+    assert Vocabulary.load(tmp_path / "ended.txt").words == words
+    Vocabulary(words).save(tmp_path / "saved.txt")
+    assert Vocabulary.load(tmp_path / "saved.txt").words == words
+
+
+def test_raw_text_is_split_into_sentences_and_tokens(tmp_path):
+    from elmo_fast.train.data import read_sentences, split_sentences, tokenize_raw
+
+    text = (
+        "The cat sat on the mat. It was well-known!  \"Why?\" she asked.\n"
+        "A line break inside\na sentence is a space. Prices rose 3.5 per cent. then fell\n"
+        "   \n"
+        "A new paragraph without a full stop\n\n\n(Brackets) open this one? Yes. 12 starts lower.\n"
+    )
+    assert split_sentences(text) == [
+        "The cat sat on the mat.",
+        "It was well-known!",
+        '"Why?" she asked.',
+        "A line break inside a sentence is a space.",
+        "Prices rose 3.5 per cent. then fell",
+        "A new paragraph without a full stop",
+        "(Brackets) open this one?",
+        "Yes. 12 starts lower.",
+    ]
+    assert tokenize_raw('"Why?" she asked, don\'t you (3.5).') == ['"', "Why", "?", '"', "she", "asked", ",", "don't", "you", "(", "3.5", ")", "."]
+    path = tmp_path / "raw.txt"
+    path.write_text(text, encoding="utf-8")
+    raw = list(read_sentences(path, "raw"))
+    assert len(raw) == 8 and raw[0] == ["The", "cat", "sat", "on", "the", "mat", "."]
+    assert list(read_sentences(path, "lines"))[0] == text.splitlines()[0].split()
+    with pytest.raises(ValueError, match="input_format"):
+        list(read_sentences(path, "words"))
+
+
+def test_training_reads_raw_text(tmp_path):
+    # the same sentences as running text: the same vocabulary, corpus and so the same first loss
+    sentences = toy_sentences(24, seed=0)
+    raw = tmp_path / "raw.txt"
+    paragraphs = [" ".join(" ".join(s).capitalize() for s in sentences[i : i + 5]) for i in range(0, 24, 5)]
+    raw.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    write_corpus(tmp_path / "train.txt", [" ".join(s).capitalize().split() for s in sentences])
+    from_raw = train(tiny_config(tmp_path, train_file=raw, input_format="raw", output_dir=tmp_path / "r", max_steps=2),
+                     progress=False, log=lambda s: None)
+    from_lines = train(tiny_config(tmp_path, output_dir=tmp_path / "l", max_steps=2), progress=False, log=lambda s: None)
+    assert Vocabulary.load(tmp_path / "r" / "vocab.txt").words == Vocabulary.load(tmp_path / "l" / "vocab.txt").words
+    assert from_raw.last_loss == from_lines.last_loss
+
+
+def test_toml_config_equals_json_config(tmp_path):
+    from elmo_fast.train.config import ConfigError, load_config
+
+    data = tiny_config(tmp_path, dev_file=tmp_path / "train.txt", input_format="raw").to_json_dict()
+    data["train_file"], data["dev_file"], data["output_dir"] = "train.txt", "train.txt", "out"
+    (tmp_path / "cfg.json").write_text(json.dumps(data), encoding="utf-8")
+    lstm, cnn = data["model"]["lstm"], data["model"]["char_cnn"]
+    toml = [
+        'train_file = "train.txt"', 'dev_file = "train.txt"', 'output_dir = "out"', 'input_format = "raw"',
+        *(f"{k} = {json.dumps(data[k])}" for k in ("vocab_size", "batch_size", "n_steps", "epochs", "seed", "n_sampled",
+                                                    "checkpoint_every", "log_every", "adam_betas")),
+        "[model.lstm]", *(f"{k} = {json.dumps(v)}" for k, v in lstm.items()),
+        "[model.char_cnn]", *(f"{k} = {json.dumps(v)}" for k, v in cnn.items() if k != "embedding"),
+        "[model.char_cnn.embedding]", f"dim = {cnn['embedding']['dim']}",
+    ]
+    (tmp_path / "cfg.toml").write_text("\n".join(toml) + "\n", encoding="utf-8")
+    from_toml, from_json = load_config(tmp_path / "cfg.toml"), load_config(tmp_path / "cfg.json")
+    assert from_toml == from_json and from_toml.input_format == "raw" and from_toml.model == TINY
+    (tmp_path / "bad.toml").write_text("vocab_size = = 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not a valid TOML file"):
+        load_config(tmp_path / "bad.toml")
+
+
+def test_toml_without_a_parser_is_a_clear_error(tmp_path, monkeypatch):
+    from elmo_fast.train import config as config_module
+
+    monkeypatch.setattr(config_module, "_toml_module", lambda: None)
+    (tmp_path / "cfg.toml").write_text('train_file = "x"\n', encoding="utf-8")
+    with pytest.raises(config_module.ConfigError, match="pip install tomli.*JSON"):
+        config_module.load_config(tmp_path / "cfg.toml")
+
+
+@pytest.mark.parametrize("state", ["carry", "sentence"])
+def test_dev_set_is_evaluated_once_per_epoch(tmp_path, state, monkeypatch):
+    from elmo_fast.train import trainer
+
+    calls = []
+    monkeypatch.setattr(trainer, "evaluate", lambda *args, **kwargs: calls.append(1) or trainer.Perplexity(1, 1, 1, 0, 0, 1, 0))
+    write_corpus(tmp_path / "dev.txt", toy_sentences(5, seed=3))
+    lines: list[str] = []
+    result = train(tiny_config(tmp_path, dev_file=tmp_path / "dev.txt", state=state, epochs=3), progress=False, log=lines.append)
+    assert result.finished and len(calls) == 3
+    assert sum("epoch" in line and "done, dev" in line for line in lines) == 2 and sum("final dev" in line for line in lines) == 1
+
+
+def test_cli_perplexity_reads_raw_text(tmp_path, capsys):
+    config = tiny_config(tmp_path, max_steps=1)
+    train(config, progress=False, log=lambda s: None)
+    sentences = [" ".join(s).capitalize().split() for s in toy_sentences(6, seed=9)]
+    write_corpus(tmp_path / "lines.txt", sentences)
+    (tmp_path / "raw.txt").write_text(" ".join(" ".join(s) for s in sentences) + "\n", encoding="utf-8")
+    assert main(["perplexity", str(config.output_dir), str(tmp_path / "lines.txt"), "--quiet"]) == 0
+    from_lines = capsys.readouterr().out
+    assert main(["perplexity", str(config.output_dir), str(tmp_path / "raw.txt"), "--quiet", "--input-format", "raw"]) == 0
+    assert capsys.readouterr().out == from_lines
+    assert main(["perplexity", str(config.output_dir), str(tmp_path / "raw.txt"), "--quiet"]) == 0
+    assert capsys.readouterr().out != from_lines  # read as one sentence per line it is one long sentence

@@ -1,9 +1,10 @@
-"""What the ``cpp`` backend's op wrappers share: the packed-weight cache and the fallback to ``ref``.
+"""What the fast backends' op wrappers share: the fallback to ``ref``, and ``cpp``'s packed-weight cache.
 
-The compiled CPU ops (``torch.ops.elmo_fast.*``, built from ``csrc/``) are forward-only and fp32. A
-call that needs gradients through them, or that runs in another dtype, is served by the reference
-instead, with a warning that says so (once per op and reason), so training through ``backend="cpp"``
-gives correct gradients rather than none.
+The compiled CPU ops (``torch.ops.elmo_fast.*``, built from ``csrc/``) are forward-only and fp32; the
+compiled CUDA op and the Triton kernels are forward-only. A call that needs gradients through them
+(or, for ``cpp``, runs in another dtype) is served by the reference instead, with a warning that
+says so (once per backend, op and reason), so training through a fast backend gives correct
+gradients rather than none (:func:`use_reference`).
 """
 from __future__ import annotations
 
@@ -17,31 +18,51 @@ import torch
 
 from elmo_fast import _backends
 
-_WARNED: set[tuple[str, str]] = set()
+_WARNED: set[tuple[str, str, str]] = set()
 T = TypeVar("T")
 
+CPP_DTYPES: frozenset[torch.dtype] = frozenset({torch.float32})
+"""The dtypes the compiled CPU ops run."""
 
-def reference_reason(tensors: Iterable[torch.Tensor | None]) -> str | None:
-    """Why the compiled op cannot serve a call on ``tensors`` (None when it can)."""
+
+def reference_reason(
+    tensors: Iterable[torch.Tensor | None], dtypes: frozenset[torch.dtype] | None = CPP_DTYPES
+) -> str | None:
+    """Why a forward-only fast op cannot serve a call on ``tensors`` (None when it can).
+
+    ``dtypes``: the floating dtypes the op runs (None: any; the op checks its inputs itself).
+    """
     present = [t for t in tensors if t is not None]
     if torch.is_grad_enabled() and any(t.requires_grad for t in present):
-        return "gradients are required (the compiled op has no backward)"
-    dtypes = {t.dtype for t in present if t.is_floating_point()}
-    if dtypes - {torch.float32}:
-        return f"it runs float32 only, got {', '.join(sorted(str(d) for d in dtypes))}"
+        return "gradients are required (the fast op has no backward)"
+    if dtypes is not None:
+        found = {t.dtype for t in present if t.is_floating_point()}
+        if found - dtypes:
+            allowed = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
+            return f"it runs {allowed} only, got {', '.join(sorted(str(d) for d in found))}"
     return None
 
 
-def use_reference(op: str, tensors: Iterable[torch.Tensor | None]) -> bool:
-    """True when ``op`` must run the reference for this call; warns once per op and reason."""
-    reason = reference_reason(tensors)
+def use_reference(
+    op: str,
+    tensors: Iterable[torch.Tensor | None],
+    *,
+    backend: str = "cpp",
+    dtypes: frozenset[torch.dtype] | None = CPP_DTYPES,
+) -> bool:
+    """True when ``backend``'s ``op`` must run the reference for this call; warns once per backend, op and reason.
+
+    ``dtypes`` as in :func:`reference_reason` (the default is the ``cpp`` ops' float32).
+    """
+    reason = reference_reason(tensors, dtypes)
     if reason is None:
         return False
-    if (op, reason) not in _WARNED:
-        _WARNED.add((op, reason))
+    if (backend, op, reason) not in _WARNED:
+        _WARNED.add((backend, op, reason))
+        weights = " with float32 weights" if dtypes == CPP_DTYPES else ""
         warnings.warn(
-            f"elmo_fast: backend 'cpp' runs {op} with the 'ref' implementation because {reason}; "
-            "use torch.no_grad() (or requires_grad=False) with float32 weights for the compiled path.",
+            f"elmo_fast: backend {backend!r} runs {op} with the 'ref' implementation because {reason}; "
+            f"use torch.no_grad() (or requires_grad=False){weights} for the fast path.",
             stacklevel=3,
         )
     return True

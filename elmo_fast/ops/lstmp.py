@@ -21,10 +21,11 @@ _IMPLS: dict[str, LstmpFn] = {"ref": lstmp_ref}
 def _lstmp_triton(x, lengths, w_ih, w_hh, bias, w_proj, h0=None, c0=None, *, cell_clip=None, proj_clip=None, residual=False):
     """The Triton kernels (:func:`elmo_fast.kernels.lstmp.lstmp_fwd`; forward only, imported on first use).
 
-    When autograd records (an input requires grad), the differentiable reference runs instead.
+    When autograd records (an input requires grad), the differentiable reference runs instead, with
+    a warning (:func:`elmo_fast.ops._cpp.use_reference`).
     """
     args = (x, lengths, w_ih, w_hh, bias, w_proj, h0, c0)
-    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in args):
+    if _cpp.use_reference("lstmp", (x, w_ih, w_hh, bias, w_proj, h0, c0), backend="triton", dtypes=None):
         return lstmp_ref(*args, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
     from elmo_fast.kernels.lstmp import lstmp_fwd
 
@@ -48,7 +49,13 @@ def _lstmp_compiled(
     proj_clip: float | None = None,
     residual: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The compiled ``elmo_fast::lstmp`` op; the dispatcher runs the kernel of ``x``'s device."""
+    """The compiled ``elmo_fast::lstmp`` op; the dispatcher runs the kernel of ``x``'s device.
+
+    Forward only: when autograd records (an input requires grad), the differentiable reference runs
+    instead, with a warning (:func:`elmo_fast.ops._cpp.use_reference`).
+    """
+    if _cpp.use_reference("lstmp", (x, w_ih, w_hh, bias, w_proj, h0, c0), backend="cuda", dtypes=None):
+        return lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
     return torch.ops.elmo_fast.lstmp(
         x, lengths, w_ih, w_hh, bias, w_proj, h0, c0,
         None if cell_clip is None else float(cell_clip), None if proj_clip is None else float(proj_clip), residual,

@@ -32,8 +32,9 @@ def _weight_tensors(weights) -> list[torch.Tensor]:
 
 def _token_encoder_triton(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
     """Triton char-CNN and highway kernels, then the projection as one ``addmm`` (forward only;
-    imported on first use). When autograd records (a weight requires grad), the reference runs."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in _weight_tensors(weights)):
+    imported on first use). When autograd records (a weight requires grad), the reference runs,
+    with a warning (:func:`elmo_fast.ops._cpp.use_reference`)."""
+    if _cpp.use_reference("token_encoder", _weight_tensors(weights), backend="triton", dtypes=None):
         return token_encoder_ref(char_ids, weights, activation)
     from elmo_fast.kernels.char_cnn import char_cnn_fwd, packed_conv_weights
     from elmo_fast.kernels.highway import highway_fwd

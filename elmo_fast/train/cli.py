@@ -15,11 +15,11 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     """Add the ``train``, ``perplexity`` and ``export`` subcommands to ``sub``."""
     train = sub.add_parser(
         "train",
-        help="pretrain a biLM from a text corpus (one whitespace-tokenised sentence per line)",
-        description="Pretrain a biLM as CONFIG (JSON) says; see elmo_fast.train.config for the fields. "
+        help="pretrain a biLM from a text corpus (one sentence per line, or raw text: config input_format)",
+        description="Pretrain a biLM as CONFIG (JSON, or TOML for *.toml) says; see elmo_fast.train.config for the fields. "
         "Checkpoints go to the config's output_dir; the finished model is exported to output_dir/model.",
     )
-    train.add_argument("config", type=Path, help="training config (JSON)")
+    train.add_argument("config", type=Path, help="training config (JSON, or TOML when named *.toml)")
     train.add_argument("--resume", action="store_true", help="continue output_dir/checkpoint.pt exactly")
     train.add_argument("--stop-after-minutes", type=float, default=None, help="checkpoint and stop after this long")
     train.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
@@ -30,10 +30,18 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
         "perplexity",
         help="held-out perplexity of a trained biLM (forward, backward, mean)",
         description="Perplexity of MODEL (a checkpoint.pt, a training output_dir, or an exported folder with "
-        "vocab.txt and the softmax) on HELDOUT (one whitespace-tokenised sentence per line).",
+        "vocab.txt and the softmax) on HELDOUT (one whitespace-tokenised sentence per line, or raw text "
+        "with --input-format raw).",
     )
     ppl.add_argument("model", type=Path, help="checkpoint file, training output folder or export folder")
     ppl.add_argument("heldout", type=Path, help="held-out text, one sentence per line")
+    ppl.add_argument(
+        "--input-format",
+        choices=("lines", "raw"),
+        default="lines",
+        help="lines: one whitespace-tokenised sentence per line (default); raw: running text, split into "
+        "sentences and tokens as a training config's input_format \"raw\" does",
+    )
     ppl.add_argument("--batch-size", type=int, default=64, help="row streams (default 64)")
     ppl.add_argument("--n-steps", type=int, default=20, help="window length (default 20)")
     ppl.add_argument(
@@ -121,7 +129,7 @@ def _perplexity(args: argparse.Namespace) -> int:
     if not args.heldout.is_file():
         raise FileNotFoundError(f"{args.heldout}: held-out file not found")
     model, vocab = load_language_model(args.model)
-    corpus = encode_corpus(read_sentences(args.heldout), vocab)
+    corpus = encode_corpus(read_sentences(args.heldout, args.input_format), vocab)
     print(evaluate(model, corpus, args.batch_size, args.n_steps, state=args.state, progress=not args.quiet))
     return 0
 

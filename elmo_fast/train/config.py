@@ -1,4 +1,4 @@
-"""Training configuration: a JSON file with the model's ``options.json`` fields plus the schedule.
+"""Training configuration: a JSON (or TOML) file with the model's ``options.json`` fields plus the schedule.
 
 Example (every field but ``train_file``, ``output_dir`` and ``model`` has a default)::
 
@@ -16,7 +16,15 @@ Example (every field but ``train_file``, ``output_dir`` and ``model`` has a defa
       "optimizer": "adagrad", "lr": 0.2, "clip_norm": 10.0, "seed": 0
     }
 
-Relative paths are relative to the config file's folder.
+Relative paths are relative to the config file's folder. ``input_format``: ``"lines"`` (default: one
+whitespace-tokenised sentence per line) or ``"raw"`` (running text, cut into sentences and tokens by
+:func:`elmo_fast.train.data.split_sentences` and :func:`~elmo_fast.train.data.tokenize_raw`); it
+applies to ``train_file`` and ``dev_file``.
+
+A file named ``*.toml`` is read as TOML (Python 3.11's ``tomllib``; on 3.10 the ``tomli`` package)
+with the same fields, the model as ``[model.lstm]`` and ``[model.char_cnn]`` tables. TOML has no
+null: leave a field out for its default; switching gradient clipping off (``"clip_norm": null``) or
+forcing the full softmax (``"n_sampled": null``) needs JSON.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from elmo_fast.train.data import INPUT_FORMATS
 from elmo_fast.weights import ElmoOptions, WeightFileError
 
 OPTIMIZERS: tuple[str, ...] = ("adagrad", "adam")
@@ -37,7 +46,7 @@ AUTO_SAMPLES: int = 2048
 
 # Fields that shape the training trajectory: a resumed run must agree on all of them.
 TRAJECTORY_FIELDS: tuple[str, ...] = (
-    "train_file", "model", "vocab_size", "min_count", "n_sampled", "batch_size", "n_steps", "state", "dropout",
+    "train_file", "input_format", "model", "vocab_size", "min_count", "n_sampled", "batch_size", "n_steps", "state", "dropout",
     "optimizer", "lr", "adagrad_initial_accumulator", "adam_betas", "clip_norm", "loss_scale", "seed",
     "backend",
 )
@@ -59,12 +68,15 @@ class TrainConfig:
     whole sentences per step, each from zero state, as ``ElmoEmbedder(state="zero")`` reads them). ``loss_scale``: the
     loss is multiplied by this before the gradient (bilm-tf multiplies by ``n_steps``; ``None``
     means that). ``max_steps``: stop after this many updates in total (``None``: run ``epochs``).
+    ``input_format``: how ``train_file`` and ``dev_file`` are read, one of :data:`INPUT_FORMATS`
+    (see :func:`elmo_fast.train.data.read_sentences`).
     """
 
     train_file: Path
     output_dir: Path
     model: ElmoOptions
     dev_file: Path | None = None
+    input_format: str = "lines"
     vocab_size: int = 20000
     min_count: int = 1
     n_sampled: int | str | None = "auto"
@@ -120,7 +132,7 @@ class TrainConfig:
     def from_json_dict(cls, data: dict, base_dir: Path = Path("."), source: str = "<config>") -> TrainConfig:
         """Parse and validate a config; relative paths are taken relative to ``base_dir``."""
         if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+            raise ConfigError(f"{source}: expected a JSON object (or TOML table), got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -160,6 +172,8 @@ class TrainConfig:
             positive_int("n_sampled")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"{source}: dropout must be in [0, 1), got {self.dropout!r}")
+        if self.input_format not in INPUT_FORMATS:
+            raise ConfigError(f"{source}: input_format must be one of {', '.join(INPUT_FORMATS)}, got {self.input_format!r}")
         if self.state not in STATES:
             raise ConfigError(f"{source}: state must be one of {', '.join(STATES)}, got {self.state!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -170,13 +184,36 @@ class TrainConfig:
             raise ConfigError(f"{source}: clip_norm must be positive or null, got {self.clip_norm!r}")
 
 
+def _toml_module():
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            return None
+    return tomllib
+
+
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a training config file (JSON)."""
+    """Read a training config file: JSON, or TOML when its name ends in ``.toml``."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a valid JSON file ({exc})") from None
+    if path.suffix.lower() == ".toml":
+        tomllib = _toml_module()
+        if tomllib is None:
+            raise ConfigError(
+                f"{path}: reading TOML needs Python 3.11+ or the tomli package (pip install tomli); "
+                "or write the config as JSON"
+            )
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: not a valid TOML file ({exc})") from None
+    else:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not a valid JSON file ({exc})") from None
     return TrainConfig.from_json_dict(data, base_dir=path.parent, source=str(path))

@@ -1,6 +1,8 @@
 """Training data: the softmax vocabulary, the encoded corpus, and bilm-tf's windows.
 
-A corpus file holds one whitespace-tokenised sentence per line. Every sentence of n words gives
+A corpus file holds one whitespace-tokenised sentence per line (``input_format="lines"``), or raw
+text that :func:`split_sentences` and :func:`tokenize_raw` cut into sentences and tokens
+(``input_format="raw"``). Every sentence of n words gives
 n + 1 predictions per direction, as in bilm-tf:
 
 * forward LM: inputs ``<S> w1 .. wn``, targets ``w1 .. wn </S>`` (each input predicts the next token);
@@ -15,6 +17,7 @@ word keeps its own characters for the char-CNN); targets are softmax ids (rare w
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,8 +35,58 @@ BOS_TYPE, EOS_TYPE = 0, 1
 """Type ids of the boundary tokens in every :class:`EncodedCorpus`."""
 
 
-def read_sentences(path: str | Path) -> Iterator[list[str]]:
-    """Yield the whitespace-split tokens of every non-empty line of a UTF-8 text file."""
+INPUT_FORMATS: tuple[str, ...] = ("lines", "raw")
+
+_RAW_TOKEN = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")
+# Sentence-final punctuation (with any closing quotes or brackets) before whitespace and an opening
+# quote or bracket (optional) and a word character; the caller checks that character is a capital.
+_SENTENCE_END = re.compile(r"""[.!?]+["'\u201d\u2019)\]]*(?=\s+["'\u201c\u2018(\[]*(\w))""")
+_BLANK_LINE = re.compile(r"\n[^\S\n]*\n\s*")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Cut raw text into sentences: at blank lines, and after ``.``, ``!`` or ``?`` (with any closing
+    quotes or brackets) followed by whitespace and a capital letter (after an optional opening quote
+    or bracket). Line breaks inside a paragraph are spaces.
+
+    A deliberately simple rule: abbreviations before a capital ("Mr. Smith", "e.g. Paris") are cut
+    too, and a sentence that starts in lower case or with a digit is joined to the previous one.
+    For a better split, split the text yourself and use one sentence per line.
+    """
+    sentences = []
+    for paragraph in _BLANK_LINE.split(text):
+        paragraph = " ".join(paragraph.split())
+        start = 0
+        for match in _SENTENCE_END.finditer(paragraph):
+            if match.group(1).isupper():
+                sentences.append(paragraph[start : match.end()].strip())
+                start = match.end()
+        if paragraph[start:].strip():
+            sentences.append(paragraph[start:].strip())
+    return sentences
+
+
+def tokenize_raw(sentence: str) -> list[str]:
+    """Whitespace tokens with punctuation split off: runs of word characters (kept together across
+    inner ``-``, ``'`` and ``.``, as in ``well-known``, ``don't``, ``3.5``) and single punctuation
+    marks. The default model's corpus (``scripts/build_wordnet_corpus.py``) is tokenised this way."""
+    return _RAW_TOKEN.findall(sentence)
+
+
+def read_sentences(path: str | Path, input_format: str = "lines") -> Iterator[list[str]]:
+    """Yield the sentences of a UTF-8 text file as token lists.
+
+    ``"lines"``: the whitespace-split tokens of every non-empty line. ``"raw"``: the whole file cut by
+    :func:`split_sentences`, each sentence tokenised by :func:`tokenize_raw`.
+    """
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(f"input_format must be one of {', '.join(INPUT_FORMATS)}, got {input_format!r}")
+    if input_format == "raw":
+        for sentence in split_sentences(Path(path).read_text(encoding="utf-8")):
+            tokens = tokenize_raw(sentence)
+            if tokens:
+                yield tokens
+        return
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             tokens = line.split()
@@ -78,8 +131,12 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
-        """Read a file written by :meth:`save` (or a bilm-tf vocabulary file in the same order)."""
-        return cls(Path(path).read_text(encoding="utf-8").split("\n")[:-1])
+        """Read a file written by :meth:`save` (or a bilm-tf vocabulary file in the same order); the
+        last line needs no newline."""
+        words = Path(path).read_text(encoding="utf-8").split("\n")
+        if words and words[-1] == "":
+            words.pop()
+        return cls(words)
 
 
 @dataclass

@@ -52,7 +52,9 @@ class Perplexity:
 
 @dataclass
 class TrainResult:
-    """How a :func:`train` call ended (``last_loss``: the last step's mean of both directions)."""
+    """How a :func:`train` call ended (``last_loss``: the last step's mean of both directions;
+    ``start_step``: the step this call started at, 0 or the checkpoint's when resumed;
+    ``steps_run``: the updates this call made)."""
 
     step: int
     epoch: int
@@ -63,6 +65,8 @@ class TrainResult:
     checkpoint: Path
     export_dir: Path | None
     dev: Perplexity | None
+    start_step: int = 0
+    steps_run: int = 0
 
 
 EVAL_STATES: tuple[str, ...] = ("zero", "carry")
@@ -162,14 +166,14 @@ class Trainer:
         self.ckpt_path = self.out_dir / CHECKPOINT_NAME
         if not resume and self.ckpt_path.exists():
             raise FileExistsError(f"{self.ckpt_path} exists: pass --resume to continue it, or choose another output_dir")
-        sentences = list(read_sentences(config.train_file))
+        sentences = list(read_sentences(config.train_file, config.input_format))
         if not sentences:
             raise ValueError(f"{config.train_file}: no sentences")
         self.vocab = Vocabulary.build(sentences, config.vocab_size, config.min_count)
         self.corpus = encode_corpus(sentences, self.vocab)
         del sentences
         self.fingerprint = corpus_fingerprint(self.corpus)
-        self.dev = encode_corpus(read_sentences(config.dev_file), self.vocab) if config.dev_file else None
+        self.dev = encode_corpus(read_sentences(config.dev_file, config.input_format), self.vocab) if config.dev_file else None
         self.carry = config.state == "carry"
         self.n_samples = config.softmax_samples
 
@@ -283,6 +287,7 @@ class Trainer:
         started = time.monotonic()
         recent: list[tuple[float, float]] = []
         last = float("nan")
+        start_step, steps_run = self.step, 0
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, dynamic_ncols=True, desc="train", mininterval=2.0)
         with _StopFlag() as stop:
             while self.step < self.total_steps and self.epoch < c.epochs:
@@ -290,6 +295,7 @@ class Trainer:
                     self._next_epoch()
                     continue
                 recent.append(self.train_step())
+                steps_run += 1
                 last = sum(recent[-1]) / 2
                 bar.update(1)
                 bar.set_postfix(loss=f"{last:.3f}", tok_s=f"{self.tokens_per_second:.0f}", refresh=False)
@@ -317,7 +323,7 @@ class Trainer:
                 self.log(f"final dev {dev}")
             export_dir = export_model(self.model, self.vocab, self.out_dir / "model")
             self.log(f"exported {export_dir}/options.json, weights.hdf5, vocab.txt")
-        return TrainResult(self.step, self.epoch, finished, last, self.tokens_per_second, self.elapsed, self.ckpt_path, export_dir, dev)
+        return TrainResult(self.step, self.epoch, finished, last, self.tokens_per_second, self.elapsed, self.ckpt_path, export_dir, dev, start_step, steps_run)
 
 
 def train(
