@@ -119,6 +119,12 @@ def env_report() -> str:
         lines.append(f"h5py {h5py.__version__}")
     except ImportError as exc:
         lines.append(f"h5py missing: {exc}")
+    try:
+        import tqdm
+
+        lines.append(f"tqdm {tqdm.__version__}")
+    except ImportError as exc:
+        lines.append(f"tqdm missing: {exc}")
     lines.append("backends:")
     for backend in BACKENDS:
         ok, why = probe(backend)

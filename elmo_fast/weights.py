@@ -4,6 +4,19 @@
 :class:`ElmoWeights` in elmo_fast's tensor layout; :func:`save_weights` writes the original layout
 back, so a model trained or modified here loads in bilm-tf and AllenNLP. Every problem raises
 :class:`WeightFileError` naming the file and the dataset.
+
+What can and cannot be detected in ``weights.hdf5``:
+
+- missing or truncated files, files that are not HDF5, a group or nothing where a dataset should
+  be, wrong shapes (both shapes shown; a transposed layout is pointed out), and read errors inside a
+  dataset (a damaged chunk or a cut-off file) are all reported;
+- NaN, +Inf and -Inf values are reported at load;
+- files written by :func:`save_weights` carry HDF5's Fletcher32 checksum on every dataset, so a
+  flipped byte in their stored data fails the load with a checksum error;
+- the published bilm-tf / AllenNLP files have **no checksums**: a byte corrupted inside the raw
+  data of such a file changes a weight silently unless it happens to produce NaN or Inf. Check those
+  files against the published sizes/hashes, or re-save them once with :func:`save_weights` (which
+  adds checksums) and keep that copy.
 """
 from __future__ import annotations
 
@@ -20,6 +33,9 @@ PathLike = str | os.PathLike
 
 N_CHAR_ROWS: int = 262
 LSTM_PREFIX = "RNN_{r}/RNN/MultiRNNCell/Cell{layer}/LSTMCell/"
+CHECKSUM: dict[str, bool] = {"fletcher32": True}
+"""``create_dataset`` keywords for every weight dataset elmo_fast writes: a standard HDF5 filter
+(chunked storage + a Fletcher32 checksum per chunk) that every HDF5 reader decodes."""
 
 
 class WeightFileError(ValueError):
@@ -267,6 +283,41 @@ def expected_shapes(options: ElmoOptions) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _other_places(handle, name: str) -> list[str]:
+    """Paths in ``handle`` of datasets whose last component is ``name``'s (a file from another layout)."""
+    import h5py
+
+    leaf = name.rsplit("/", 1)[-1]
+    found: list[str] = []
+
+    def visit(path: str, obj) -> None:
+        if isinstance(obj, h5py.Dataset) and path.rsplit("/", 1)[-1] == leaf and path != name:
+            found.append(path)
+
+    try:
+        handle.visititems(visit)
+    except (OSError, RuntimeError, KeyError, ValueError):
+        pass
+    return found
+
+
+def _missing_message(path: Path, handle, name: str) -> str:
+    """The error for a dataset that is not where the bilm-tf layout puts it, with a hint at what is."""
+    elsewhere = _other_places(handle, name)
+    if elsewhere:
+        shown = ", ".join(repr(x) for x in elsewhere[:3])
+        return (
+            f"{path}: dataset {name!r} is missing; a dataset of that name is at {shown} "
+            "(a file from another tool? elmo_fast reads the bilm-tf layout AllenNLP reads)"
+        )
+    try:
+        top = sorted(handle.keys())
+    except (OSError, RuntimeError, KeyError, ValueError):
+        top = []
+    shown = ", ".join(repr(x) for x in top[:8]) + (", ..." if len(top) > 8 else "")
+    return f"{path}: dataset {name!r} is missing (top-level names in the file: {shown or 'none'})"
+
+
 def _read_datasets(path: Path, options: ElmoOptions) -> dict[str, np.ndarray]:
     import h5py
 
@@ -279,21 +330,69 @@ def _read_datasets(path: Path, options: ElmoOptions) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     with handle:
         for name, shape in expected_shapes(options).items():
-            if name not in handle or not isinstance(handle[name], h5py.Dataset):
-                raise WeightFileError(f"{path}: dataset {name!r} is missing")
-            dataset = handle[name]
-            if tuple(dataset.shape) != shape:
-                raise WeightFileError(
-                    f"{path}: dataset {name!r} has shape {tuple(dataset.shape)} but the options ask for {shape}"
-                )
+            # A damaged file can fail while its objects are looked up, not only while data is read.
             try:
-                arrays[name] = np.asarray(dataset[...], dtype=np.float32)
-            except (OSError, ValueError, TypeError) as exc:
-                raise WeightFileError(f"{path}: dataset {name!r} could not be read ({exc})") from None
-            if not np.isfinite(arrays[name]).all():
-                bad = int((~np.isfinite(arrays[name])).sum())
-                raise WeightFileError(f"{path}: dataset {name!r} holds {bad} NaN or Inf values")
+                obj = handle.get(name)
+                stored = tuple(obj.shape) if isinstance(obj, h5py.Dataset) else None
+            except (OSError, RuntimeError, KeyError, ValueError) as exc:
+                raise WeightFileError(
+                    f"{path}: dataset {name!r} could not be opened; the file is truncated or damaged ({exc})"
+                ) from None
+            if isinstance(obj, h5py.Group):
+                raise WeightFileError(f"{path}: {name!r} is a group, not a dataset (expected a dataset of shape {shape})")
+            if stored is None:
+                raise WeightFileError(_missing_message(path, handle, name))
+            if stored != shape:
+                hint = " (transposed: this file has another layout)" if len(shape) > 1 and stored == shape[::-1] else ""
+                raise WeightFileError(
+                    f"{path}: dataset {name!r} has shape {stored} but the options ask for {shape}{hint}"
+                )
+            arrays[name] = read_dataset(path, obj, name)
+            values = arrays[name]
+            if not np.isfinite(values).all():
+                nan = int(np.isnan(values).sum())
+                pos = int(np.isposinf(values).sum())
+                neg = int(np.isneginf(values).sum())
+                raise WeightFileError(
+                    f"{path}: dataset {name!r} holds {nan + pos + neg} NaN or Inf values "
+                    f"({nan} NaN, {pos} +Inf, {neg} -Inf)"
+                )
     return arrays
+
+
+def _has_fletcher32(dataset) -> bool:
+    try:
+        return bool(dataset.fletcher32)
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _has_other_filters(dataset) -> bool:
+    try:
+        return bool(dataset.compression or dataset.shuffle or dataset.scaleoffset is not None)
+    except (OSError, RuntimeError, ValueError):
+        return True
+
+
+def read_dataset(path: PathLike, dataset, name: str) -> np.ndarray:
+    """Read an open h5py ``dataset`` as float32; a checksum or read failure raises :class:`WeightFileError`.
+
+    h5py raises ``OSError`` when a chunk fails its Fletcher32 checksum (files elmo_fast writes) or
+    when the data cannot be read (truncated file, damaged chunk index); both name ``path`` and ``name``.
+    """
+    try:
+        return np.asarray(dataset[...], dtype=np.float32)
+    except OSError as exc:
+        text = str(exc)
+        lowered = text.lower()
+        # HDF5 reports a checksum mismatch as "filter returned failure during read" (or names Fletcher32).
+        if "fletcher32" in lowered or "checksum" in lowered or (_has_fletcher32(dataset) and "filter" in lowered):
+            others = _has_other_filters(dataset)
+            what = "failed its Fletcher32 checksum" if not others else "failed its Fletcher32 checksum or another filter"
+            raise WeightFileError(f"{path}: dataset {name!r} {what}: the stored data is corrupted ({text})") from None
+        raise WeightFileError(f"{path}: dataset {name!r} could not be read; the file is truncated or damaged ({text})") from None
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise WeightFileError(f"{path}: dataset {name!r} could not be read as float32 ({exc})") from None
 
 
 def load_weights(options_file: PathLike, weight_file: PathLike) -> ElmoWeights:
@@ -337,7 +436,10 @@ def save_weights(weights: ElmoWeights, weight_file: PathLike, options_file: Path
     """Write ``weights`` in bilm-tf's layout (and ``options.json`` when ``options_file`` is given).
 
     Every dataset round-trips exactly except ``B``: the forget block's +1 at load and -1 here round
-    in float32, so those values may move by one ulp of 1.0 (6e-8).
+    in float32, so those values may move by one ulp of 1.0 (6e-8). Every dataset is written chunked
+    with HDF5's Fletcher32 checksum filter (:data:`CHECKSUM`), so corruption of the stored data is
+    detected when the file is read (by :func:`load_weights`, or by any HDF5 reader: h5py, AllenNLP
+    and bilm-tf decode the filter transparently).
     """
     import h5py
 
@@ -373,7 +475,7 @@ def save_weights(weights: ElmoWeights, weight_file: PathLike, options_file: Path
             raise WeightFileError(f"{weight_file}: tensor for {name!r} has shape {array.shape}, options ask for {shapes[name]}")
     with h5py.File(weight_file, "w") as out:
         for name, array in data.items():
-            out.create_dataset(name, data=np.ascontiguousarray(array, dtype=np.float32))
+            out.create_dataset(name, data=np.ascontiguousarray(array, dtype=np.float32), **CHECKSUM)
     if options_file is not None:
         save_options(options, options_file)
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import h5py
 import numpy as np
 import pytest
+import torch
 from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close, random_sentences
 
 from elmo_fast import ElmoEmbedder
@@ -88,5 +90,15 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
 
 
 def test_env_command(capsys):
+    import numpy
+    import tqdm
+
+    from elmo_fast._backends import BACKENDS
+
     assert main(["env"]) == 0
-    assert "backends:" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    for prefix in (f"torch {torch.__version__} ", f"numpy {numpy.__version__}", f"h5py {h5py.__version__}", f"tqdm {tqdm.__version__}"):
+        assert any(line.startswith(prefix) for line in lines), f"no line starting {prefix!r} in {lines}"
+    assert "backends:" in lines
+    for backend in BACKENDS:
+        assert any(re.match(rf"  {backend}\s+(yes|no)\b", line) for line in lines), f"no line for backend {backend!r}"

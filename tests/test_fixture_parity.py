@@ -33,6 +33,17 @@ def test_char_ids(fixture):
     assert batch_to_ids(sentences).dtype == torch.int64
 
 
+def test_lengths(fixture):
+    """The recorded sentence lengths equal the token counts of batch_to_ids' mask (AllenNLP's rule:
+    a token is present when any of its character ids is non-zero)."""
+    z, sentences, _ = fixture
+    lengths = (batch_to_ids(sentences) > 0).any(dim=-1).sum(dim=-1)
+    assert torch.equal(lengths, torch.from_numpy(z["lengths"]))
+    assert lengths.tolist() == [len(s) for s in sentences]
+    elmo = make_elmo("ref")
+    assert torch.equal(elmo(batch_to_ids(sentences))["mask"].sum(dim=-1), torch.from_numpy(z["lengths"]))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bilm_fresh_and_carried(fixture, backend):
     z, sentences, _ = fixture

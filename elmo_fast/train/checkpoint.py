@@ -13,12 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from elmo_fast.train.data import Vocabulary
 from elmo_fast.train.model import BiLanguageModel
-from elmo_fast.weights import ElmoOptions, WeightFileError, load_weights, save_weights
+from elmo_fast.weights import CHECKSUM, ElmoOptions, WeightFileError, load_weights, read_dataset, save_weights
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "elmo_fast.train/1"
@@ -58,8 +57,8 @@ def export_model(model: BiLanguageModel, vocab: Vocabulary, directory: str | Pat
     vocab.save(directory / "vocab.txt")
     if include_softmax:
         with h5py.File(weight_file, "a") as out:
-            out.create_dataset(SOFTMAX_W, data=model.softmax_weight.detach().cpu().float().numpy())
-            out.create_dataset(SOFTMAX_B, data=model.softmax_bias.detach().cpu().float().numpy())
+            out.create_dataset(SOFTMAX_W, data=model.softmax_weight.detach().cpu().float().numpy(), **CHECKSUM)
+            out.create_dataset(SOFTMAX_B, data=model.softmax_bias.detach().cpu().float().numpy(), **CHECKSUM)
     return directory
 
 
@@ -74,8 +73,8 @@ def _load_export(directory: Path) -> tuple[BiLanguageModel, Vocabulary]:
     with h5py.File(weight_file, "r") as f:
         if SOFTMAX_W not in f or SOFTMAX_B not in f:
             raise WeightFileError(f"{weight_file}: no softmax ({SOFTMAX_W}, {SOFTMAX_B}); export it with the softmax")
-        softmax_w = np.asarray(f[SOFTMAX_W][...], dtype=np.float32)
-        softmax_b = np.asarray(f[SOFTMAX_B][...], dtype=np.float32)
+        softmax_w = read_dataset(weight_file, f[SOFTMAX_W], SOFTMAX_W)
+        softmax_b = read_dataset(weight_file, f[SOFTMAX_B], SOFTMAX_B)
     expected = (len(vocab), weights.options.projection_dim)
     if softmax_w.shape != expected or softmax_b.shape != expected[:1]:
         raise WeightFileError(f"{weight_file}: softmax shapes {softmax_w.shape}, {softmax_b.shape} do not match vocab and options {expected}")
