@@ -168,44 +168,60 @@ ELMO_FAST_AVX2 inline void load_row(const int8_t* p, __m256& b0, __m256& b1) {
   b1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)));
 }
 
-// `prefetch`: one 64-byte line every `every` iterations, from there on (null: none).
-template <int R, typename W>
+// NP consecutive panels at once (`stride` elements apart) for R rows: with one or two rows a single
+// panel leaves only 2 or 4 independent FMA chains, and the 4-cycle FMA latency, not memory, set the
+// pace. Each output column is still one accumulation over k in order, so the result of a row does
+// not depend on NP. `prefetch`: `burst` 64-byte lines every `every` iterations (null: none).
+template <int R, int NP, typename W>
 ELMO_FAST_AVX2 void panel_kernel_avx2(
-    const float* a, int64_t lda, const W* panel, const float* scale, int64_t k, float* c, int64_t ldc, const char* prefetch, int64_t every) {
+    const float* a, int64_t lda, const W* panel, int64_t stride, const float* scale, int64_t k, float* c, int64_t ldc,
+    const char* prefetch, int64_t every, int64_t burst) {
   int64_t countdown = every;
-  __m256 acc[R][2];
+  __m256 acc[R][NP][2];
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
-    acc[r][0] = _mm256_setzero_ps();
-    acc[r][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) {
+      acc[r][q][0] = _mm256_setzero_ps();
+      acc[r][q][1] = _mm256_setzero_ps();
+    }
   }
   for (int64_t p = 0; p < k; ++p) {
-    __m256 b0, b1;
-    load_row(panel + p * kPanel, b0, b1);
     if (prefetch && --countdown == 0) {
       countdown = every;
-      _mm_prefetch(prefetch, _MM_HINT_T0);
-      prefetch += 64;
+      for (int64_t i = 0; i < burst; ++i) {
+        _mm_prefetch(prefetch, _MM_HINT_T0);
+        prefetch += 64;
+      }
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) {
+      __m256 b0, b1;
+      load_row(panel + q * stride + p * kPanel, b0, b1);
+#pragma GCC unroll 6
+      for (int r = 0; r < R; ++r) {
+        const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
+        acc[r][q][0] = _mm256_fmadd_ps(av, b0, acc[r][q][0]);
+        acc[r][q][1] = _mm256_fmadd_ps(av, b1, acc[r][q][1]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < NP; ++q) {
+    __m256 s0 = _mm256_set1_ps(1.0f), s1 = s0;
+    if (scale) {
+      s0 = _mm256_loadu_ps(scale + q * kPanel);
+      s1 = _mm256_loadu_ps(scale + q * kPanel + 8);
     }
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
-      const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
-      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+      if (scale) {
+        acc[r][q][0] = _mm256_mul_ps(acc[r][q][0], s0);
+        acc[r][q][1] = _mm256_mul_ps(acc[r][q][1], s1);
+      }
+      _mm256_storeu_ps(c + r * ldc + q * kPanel, acc[r][q][0]);
+      _mm256_storeu_ps(c + r * ldc + q * kPanel + 8, acc[r][q][1]);
     }
-  }
-  if (scale) {
-    const __m256 s0 = _mm256_loadu_ps(scale), s1 = _mm256_loadu_ps(scale + 8);
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      acc[r][0] = _mm256_mul_ps(acc[r][0], s0);
-      acc[r][1] = _mm256_mul_ps(acc[r][1], s1);
-    }
-  }
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-    _mm256_storeu_ps(c + r * ldc, acc[r][0]);
-    _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
   }
 }
 
@@ -216,50 +232,73 @@ inline bool cpu_has_avx2_fma() {
 }
 #endif
 
-template <int R, typename W>
-inline void panel_kernel(const float* a, int64_t lda, const W* panel, const float* scale, int64_t k, float* c, int64_t ldc, const char* prefetch, int64_t every) {
+template <int R, int NP, typename W>
+inline void panel_kernel(
+    const float* a, int64_t lda, const W* panel, int64_t stride, const float* scale, int64_t k, float* c, int64_t ldc,
+    const char* prefetch, int64_t every, int64_t burst) {
 #ifdef ELMO_FAST_HAVE_AVX2_KERNEL
   if (cpu_has_avx2_fma()) {
-    panel_kernel_avx2<R>(a, lda, panel, scale, k, c, ldc, prefetch, every);
+    panel_kernel_avx2<R, NP>(a, lda, panel, stride, scale, k, c, ldc, prefetch, every, burst);
     return;
   }
 #endif
-  panel_kernel_generic<R>(a, lda, panel, scale, k, c, ldc);
+  for (int q = 0; q < NP; ++q) {
+    panel_kernel_generic<R>(a, lda, panel + q * stride, scale ? scale + q * kPanel : nullptr, k, c + q * kPanel, ldc);
+  }
+}
+
+// Panels computed together for a call of `rows` rows (one row group): 4 for one row, 2 for two.
+inline int64_t panels_at_once(int64_t rows) {
+  return rows == 1 ? 4 : rows == 2 ? 2 : 1;
 }
 
 // c[rows, 16 * n_panels] (row stride ldc) = a[rows, k] (row stride lda) @ n_panels consecutive panels
 // (int8: times each column's scale, `scale` pointing at the first panel's).
-// Rows go in groups of at most kMaxRows, of near-equal size (32 rows: 6,6,5,5,5,5, not 6,6,6,6,6,2).
-// While a panel is in use, each row group prefetches its share of the next panel, spread evenly.
+// Rows go in groups of at most kMaxRows, of near-equal size (32 rows: 6,6,5,5,5,5, not 6,6,6,6,6,2);
+// one or two rows take several panels per pass (panels_at_once).
+// While a block of panels is in use, each row group prefetches its share of the next block, spread
+// evenly over the pass.
 // NOTE: spreading measured 90 GFLOP/s against 82 when the first group fetched the whole next panel
 // ([32, 512] x [512, 16384] streamed from memory, one core), and 23 GB/s against 19 for one row.
 template <typename W>
 inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const W* panels, const float* scale, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
   const int64_t groups = (rows + kMaxRows - 1) / kMaxRows;
+  const int64_t at_once = panels_at_once(rows);
+  const int64_t stride = k * kPanel;
   // 64-byte lines per panel
-  const int64_t lines = (k * kPanel * static_cast<int64_t>(sizeof(W)) + 63) / 64;
-  for (int64_t j = 0; j < n_panels; ++j) {
-    const W* panel = panels + j * k * kPanel;
+  const int64_t lines = (stride * static_cast<int64_t>(sizeof(W)) + 63) / 64;
+  for (int64_t j = 0; j < n_panels;) {
+    const int64_t np = j + at_once <= n_panels ? at_once : 1;
+    const W* panel = panels + j * stride;
     const float* panel_scale = scale ? scale + j * kPanel : nullptr;
-    const char* next = j + 1 < n_panels ? reinterpret_cast<const char*>(panel + k * kPanel) : nullptr;
+    const int64_t ahead = std::min(np, n_panels - j - np);
+    const char* next = ahead > 0 ? reinterpret_cast<const char*>(panel + np * stride) : nullptr;
     int64_t r0 = 0;
     for (int64_t gi = 0; gi < groups; ++gi) {
       const int64_t n = (rows - r0) / (groups - gi) + ((rows - r0) % (groups - gi) != 0);
       const float* ar = a + r0 * lda;
       float* cr = c + r0 * ldc + j * kPanel;
-      const int64_t lo = gi * lines / groups, hi = (gi + 1) * lines / groups;
+      const int64_t lo = gi * ahead * lines / groups, hi = (gi + 1) * ahead * lines / groups;
       const char* pf = next && hi > lo ? next + lo * 64 : nullptr;
-      const int64_t every = hi > lo ? std::max<int64_t>(1, k / (hi - lo)) : 1;
-      switch (n) {
-        case 6: panel_kernel<6>(ar, lda, panel, panel_scale, k, cr, ldc, pf, every); break;
-        case 5: panel_kernel<5>(ar, lda, panel, panel_scale, k, cr, ldc, pf, every); break;
-        case 4: panel_kernel<4>(ar, lda, panel, panel_scale, k, cr, ldc, pf, every); break;
-        case 3: panel_kernel<3>(ar, lda, panel, panel_scale, k, cr, ldc, pf, every); break;
-        case 2: panel_kernel<2>(ar, lda, panel, panel_scale, k, cr, ldc, pf, every); break;
-        default: panel_kernel<1>(ar, lda, panel, panel_scale, k, cr, ldc, pf, every); break;
+      const int64_t burst = hi > lo ? (hi - lo + k - 1) / k : 1;
+      const int64_t every = hi > lo ? std::max<int64_t>(1, k * burst / (hi - lo)) : 1;
+      if (np == 4) {
+        panel_kernel<1, 4>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst);
+      } else if (np == 2) {
+        panel_kernel<2, 2>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst);
+      } else {
+        switch (n) {
+          case 6: panel_kernel<6, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+          case 5: panel_kernel<5, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+          case 4: panel_kernel<4, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+          case 3: panel_kernel<3, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+          case 2: panel_kernel<2, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+          default: panel_kernel<1, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+        }
       }
       r0 += n;
     }
+    j += np;
   }
 }
 
