@@ -289,15 +289,16 @@ def _bench_summary(name: str, record: dict, bf16_tflops: float | None) -> None:
     failed = [r for r in rows if "error" in r]
     state = "complete" if record.get("complete", True) else "INCOMPLETE (cut short)"
     print(f"\nbenchmarks/run.py ({name}): {len(rows)} rows, {len(failed)} failed, {state}; ms per batch "
-          f"(nnLSTM = torch.nn.LSTM(proj_size) anchor, lstm part only)")
+          f"(tokens/s = tokens / ms * 1000; nnLSTM = torch.nn.LSTM(proj_size) anchor, lstm part only)")
     columns = list(dict.fromkeys(_short(r["backend"], r.get("dtype", "float32")) for r in rows
                                  if r.get("weight_precision", "fp32") == "fp32"))
     keys = list(dict.fromkeys((r["config"], r["batch"], r["part"]) for r in rows))
     cell = {(r["config"], r["batch"], r["part"], _short(r["backend"], r.get("dtype", "float32"))): r
             for r in rows if r.get("weight_precision", "fp32") == "fp32"}
-    print(f"{'config':9s} {'batch':>5s} {'part':5s} " + " ".join(f"{c:>11s}" for c in columns))
+    print(f"{'config':9s} {'batch':>5s} {'part':5s} {'tokens':>6s} " + " ".join(f"{c:>11s}" for c in columns))
+    tokens = {(r["config"], r["batch"], r["part"]): r["tokens"] for r in rows if "tokens" in r}
     for key in keys:
-        values = []
+        values = [f"{tokens.get(key, 0):6d}"]
         for c in columns:
             r = cell.get((*key, c))
             values.append(f"{'-' if r is None else 'FAIL' if 'error' in r else format(r['median_ms'], '.2f'):>11s}")
