@@ -6,7 +6,9 @@ C++ CPU extension, built on every install against the torch that is installed, s
 ``pip install --no-build-isolation`` after installing torch (see README).
 ``elmo_fast._C_cuda`` (``csrc/cuda/``) is built only where torch is a CUDA build and nvcc exists; a
 failed optional CUDA build warns and leaves the package without it. ``ELMO_FAST_CUDA=1`` makes it
-mandatory (an install that cannot build it fails).
+mandatory (an install that cannot build it fails). ``ELMO_FAST_EXTENSIONS`` (a comma list of ``_C``,
+``_C_cuda``; default both) builds only those, so that two processes can build them side by side
+(benchmarks/gpu_check.sh does, each with its own ``--build-temp``).
 """
 import os
 import shutil
@@ -87,11 +89,33 @@ def cuda_extensions() -> list:
 
 
 def build_ext_class():
-    """torch's ``BuildExtension``, except that an optional extension that fails to build only warns."""
+    """torch's ``BuildExtension``, except that an optional extension that fails to build only warns.
+
+    Two places can fail: ``build_extension`` (compiling one extension), and torch's checks in
+    ``build_extensions`` that run before any extension is compiled (e.g. nvcc's CUDA major version
+    differs from torch's). A failure of the second kind while an optional extension is listed drops
+    the optional ones with a warning and builds the rest (``_C``) anyway.
+    """
     from torch.utils.cpp_extension import BuildExtension
 
     class BuildExtensionOptional(BuildExtension):
+        def build_extensions(self):
+            self._elmo_started = False
+            try:
+                super().build_extensions()
+            except Exception as exc:
+                optional = [e.name for e in self.extensions if getattr(e, "optional", False)]
+                if self._elmo_started or not optional:
+                    raise
+                warnings.warn(f"elmo_fast: optional extension(s) {', '.join(optional)} left out: the build "
+                              f"setup failed before compiling ({type(exc).__name__}: {exc})")
+                print(f"elmo_fast: WARNING: not building {', '.join(optional)}: {type(exc).__name__}: {exc}")
+                self.extensions = [e for e in self.extensions if not getattr(e, "optional", False)]
+                if self.extensions:
+                    super().build_extensions()
+
         def build_extension(self, ext):
+            self._elmo_started = True
             try:
                 super().build_extension(ext)
             except Exception as exc:
@@ -101,18 +125,26 @@ def build_ext_class():
 
     return BuildExtensionOptional
 
+
+def selected_extensions() -> list:
+    """The extensions to build: all, or those named in ``ELMO_FAST_EXTENSIONS`` (``_C``, ``_C_cuda``)."""
+    wanted = {n.strip() for n in os.environ.get("ELMO_FAST_EXTENSIONS", "_C,_C_cuda").split(",") if n.strip()}
+    unknown = wanted - {"_C", "_C_cuda"}
+    if unknown:
+        raise SystemExit(f"ELMO_FAST_EXTENSIONS: unknown extension(s) {', '.join(sorted(unknown))}; use _C, _C_cuda")
+    extensions = []
+    if "_C" in wanted:
+        extensions.append(CppExtension("elmo_fast._C", CPU_SOURCES, extra_compile_args={"cxx": cpu_flags()}))
+    if "_C_cuda" in wanted:
+        extensions += cuda_extensions()
+    return extensions
+
+
 setup(
     packages=["elmo_fast", "elmo_fast.reference", "elmo_fast.ops", "elmo_fast.modules", "elmo_fast.train", "elmo_fast.kernels"],
     package_dir={"elmo_fast.kernels": "kernels"},
     package_data={"elmo_fast": ["data/default/*.json", "data/default/*.hdf5", "data/default/*.txt", "data/default/*.md"]},
     include_package_data=True,
-    ext_modules=[
-        CppExtension(
-            "elmo_fast._C",
-            CPU_SOURCES,
-            extra_compile_args={"cxx": cpu_flags()},
-        ),
-        *cuda_extensions(),
-    ],
+    ext_modules=selected_extensions(),
     cmdclass={"build_ext": build_ext_class()},
 )

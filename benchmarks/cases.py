@@ -74,9 +74,44 @@ def usable_backends(device: torch.device | str) -> tuple[list[str], dict[str, st
     return usable, skipped
 
 
-def load_embedder(files: tuple[Path, Path], backend: str, device: torch.device, weight_precision: str = "fp32") -> ElmoEmbedder:
-    """The model of ``files`` through the public loading path, ``state="zero"`` so every call does the same work."""
-    return ElmoEmbedder(*files, state="zero", backend=backend, device=device, weight_precision=weight_precision)
+# The compute dtypes a benchmark row can run in (``--dtypes``).
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def load_embedder(
+    files: tuple[Path, Path],
+    backend: str,
+    device: torch.device,
+    weight_precision: str = "fp32",
+    dtype: torch.dtype = torch.float32,
+) -> ElmoEmbedder:
+    """The model of ``files`` through the public loading path, ``state="zero"`` so every call does the same work.
+
+    ``dtype`` other than float32 moves the model with ``.to(dtype)``, as the README says for the GPU
+    backends (bf16 weights and activations; the kernels accumulate and keep the cell state in fp32).
+    """
+    embedder = ElmoEmbedder(*files, state="zero", backend=backend, device=device, weight_precision=weight_precision)
+    if dtype != torch.float32:
+        embedder.elmo_bilm.to(dtype)
+    return embedder
+
+
+def flops_per_position(options: ElmoOptions, lstm_only: bool = False) -> float:
+    """Multiply-add FLOPs (2 per MAC) of the model for one position (token), the matrix products only.
+
+    Char CNN (every width over every character window), highway (two F x F products per layer), the
+    projection F -> P, and per biLSTM layer and direction the input (P x 4C), recurrent (P x 4C) and
+    projection (C x P) products; ``lstm_only`` counts the biLSTM layers alone (the ``lstm`` rows).
+    """
+    p, c = options.projection_dim, options.cell_dim
+    lstm = options.n_layers * 2 * (2 * p * 4 * c + c * p)
+    if lstm_only:
+        return 2.0 * lstm
+    chars, d = options.max_characters_per_token, options.char_embed_dim
+    cnn = sum(width * d * n * (chars - width + 1) for width, n in options.filters)
+    f = options.n_filters
+    highway = options.n_highway * 2 * f * f
+    return 2.0 * (cnn + highway + f * p + lstm)
 
 
 def setup_embed(embedder: ElmoEmbedder, batch: int) -> Case:
@@ -96,13 +131,22 @@ def _lstm_input(options: ElmoOptions, batch: int, device: torch.device) -> tuple
     return x.to(device), lengths.to(device), int(lengths.sum()) - 2 * batch
 
 
-def setup_lstm(weights: ElmoWeights, batch: int, backend: str, device: torch.device, weight_precision: str = "fp32") -> Case:
+def setup_lstm(
+    weights: ElmoWeights,
+    batch: int,
+    backend: str,
+    device: torch.device,
+    weight_precision: str = "fp32",
+    dtype: torch.dtype = torch.float32,
+) -> Case:
     """The biLSTM part alone: ``elmo_fast.ops.lstmp`` over every layer (clipping and residual as the model).
 
-    ``weights`` must already live on ``device`` (e.g. ``embedder.elmo_bilm.weights()``).
+    ``weights`` must already live on ``device`` in ``dtype`` (e.g. ``embedder.elmo_bilm.weights()``);
+    the input is cast to ``dtype``.
     """
     options = weights.options
     x, lengths, tokens = _lstm_input(options, batch, device)
+    x = x.to(dtype)
     layers = [(lw.w_ih, lw.w_hh, lw.bias, lw.w_proj) for lw in weights.lstm]
 
     @torch.no_grad()
@@ -125,28 +169,48 @@ def setup_lstm(weights: ElmoWeights, batch: int, backend: str, device: torch.dev
 
 
 def precision_error(embedder: ElmoEmbedder, baseline: ElmoEmbedder, batch: int) -> dict[str, float]:
-    """How far ``embedder`` (reduced-precision weights) lands from ``baseline`` (fp32) on the benchmark batch.
+    """How far ``embedder`` (reduced-precision weights or bf16) lands from ``baseline`` (fp32) on the benchmark batch.
 
-    ``max_abs_err``: largest difference of any output element; ``rel_err``: Frobenius norm of the
-    difference over that of the fp32 output (all layers, real tokens only: padding is 0 in both).
+    ``rel_err``: Frobenius norm of the difference over that of the fp32 output, per biLM layer (the
+    token layer and each biLSTM layer; real tokens only: padding is 0 in both), the worst layer.
+    ``max_abs_err``: largest difference of any output element; ``max_elem_rel_err``: that over the
+    largest magnitude of the fp32 output (worst layer). ``has_nan``: whether the output holds NaN.
     """
-    batch_sentences = sentences(batch)
-    ours, _ = embedder.batch_to_embeddings(batch_sentences)
-    ref, _ = baseline.batch_to_embeddings(batch_sentences)
-    diff = (ours.float() - ref.float()).cpu()
-    return {"max_abs_err": float(diff.abs().max()), "rel_err": float(diff.norm() / ref.float().cpu().norm())}
+    return output_error(embed_output(embedder, batch), embed_output(baseline, batch))
 
 
-def setup_anchor(options: ElmoOptions, batch: int, device: torch.device) -> Case:
+def embed_output(embedder: ElmoEmbedder, batch: int) -> torch.Tensor:
+    """The embeddings of the benchmark batch ``(B, L + 1, T, 2P)`` in float64 on the CPU."""
+    out, _ = embedder.batch_to_embeddings(sentences(batch))
+    return out.double().cpu()
+
+
+def output_error(ours: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+    """The error columns of :func:`precision_error` for two outputs of :func:`embed_output`."""
+    diff = ours - ref
+    layers = range(ref.shape[1])
+    return {
+        "max_abs_err": float(diff.abs().max()),
+        "rel_err": max(float(diff[:, k].norm() / ref[:, k].norm()) for k in layers),
+        "max_elem_rel_err": max(float(diff[:, k].abs().max() / ref[:, k].abs().max()) for k in layers),
+        "has_nan": bool(torch.isnan(ours).any()),
+    }
+
+
+def setup_anchor(options: ElmoOptions, batch: int, device: torch.device, dtype: torch.dtype = torch.float32) -> Case:
     """An approximate anchor for the LSTM part: ``torch.nn.LSTM(proj_size=P)``, once per direction.
 
     Same shapes (``n_layers`` layers, input and projection P, cell C, T + 2 steps) but not the same
-    function: no cell or projection clipping, no residual, every row runs the padded width.
+    function: no cell or projection clipping, no residual, every row runs the padded width. The
+    modules and the input are moved to ``dtype`` (on CUDA, cuDNN's kernel in that dtype).
     """
     x, _, tokens = _lstm_input(options, batch, device)
+    x = x.to(dtype)
     p, c = options.projection_dim, options.cell_dim
     directions = [
-        torch.nn.LSTM(input_size=p, hidden_size=c, proj_size=p, num_layers=options.n_layers, bidirectional=False).to(device).eval()
+        torch.nn.LSTM(input_size=p, hidden_size=c, proj_size=p, num_layers=options.n_layers, bidirectional=False)
+        .to(device=device, dtype=dtype)
+        .eval()
         for _ in range(2)
     ]
     # [T + 2, B, P] per direction; the backward LM reads the sequence reversed.

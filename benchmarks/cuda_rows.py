@@ -17,11 +17,8 @@ also measured with CUDA events. The targets checked at the end: batch 1 cuda bf1
 batch 128 cuda bf16 at least 2x faster than triton bf16. ``--device cpu --batches 1 --runs 1`` runs
 the script itself without a GPU (only the ``ref`` row; its time means nothing).
 
-To add it to benchmarks/gpu_check.sh (after the compiled extensions are built with
-``ELMO_FAST_CUDA=1 pip install --no-build-isolation -e .``, which makes a failed CUDA build an error):
-
-    run_step "CUDA backend tests" 200 "$PY" -m pytest -q -p no:cacheprovider "$REPO"/tests/test_cuda_lstmp.py
-    run_step "CUDA backend rows" 120 "$PY" "$REPO/benchmarks/cuda_rows.py" --out "$OUT/cuda_rows.json"
+benchmarks/gpu_check.sh runs it as its fourth step (after building ``elmo_fast._C_cuda`` in place) and
+puts its rows and verdicts into the summary.
 """
 from __future__ import annotations
 

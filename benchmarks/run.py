@@ -1,14 +1,17 @@
 """Throughput of elmo_fast per model config, batch size and backend: prints a table, writes JSON.
 
     python benchmarks/run.py [--configs small,original] [--batches 1,8,32] [--backends ref,...]
-                             [--device cpu|cuda] [--repeats N] [--threads N] [--out FILE] [--quick]
+                             [--device cpu|cuda] [--dtypes float32,bfloat16] [--repeats N]
+                             [--threads N] [--out FILE] [--quick]
 
 Rows per config and batch: ``embed`` (the whole model through ``ElmoEmbedder``) and ``lstm``
 (``elmo_fast.ops.lstmp`` over every biLSTM layer) for every backend that resolves on the device,
 plus the ``lstm`` anchor ``torch.nn.LSTM(proj_size=P)`` — an approximation with the same shapes that
 cannot clip. Models are random-weight files in the original bilm-tf layout, loaded through the
-public path. Each case is warmed up outside the timed region, then run several times; the table
-shows the median and the minimum. See benchmarks/README.md.
+public path. ``--dtypes`` adds rows with the model (and the anchor) moved to bfloat16; reduced-precision
+embed rows carry their error against a float32 baseline. Each case is warmed up outside the timed
+region, then run several times; the table shows the median and the minimum. The JSON file is
+rewritten after every row, so a run cut short keeps the rows measured so far. See benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -44,7 +47,8 @@ RESULTS_DIR = REPO / "benchmarks" / "results"
 SCHEMA = 1
 ANCHOR_NOTE = (
     f"{cases.ANCHOR}: torch.nn.LSTM(input_size=P, hidden_size=C, proj_size=P, num_layers=L), run once per "
-    "direction on the LSTM part only (torch's default kernel: oneDNN has no proj_size). An approximation "
+    "direction on the LSTM part only (cuDNN on CUDA; on CPU torch's default kernel: oneDNN has no proj_size), "
+    "in the row's dtype. An approximation "
     "with the same shapes: no cell/projection clipping, no residual, every row runs the padded width."
 )
 
@@ -136,7 +140,14 @@ def host_kind(info: dict[str, object]) -> str:
 
 
 def _row(
-    config: str, batch: int, part: str, backend: str, case: cases.Case, times: list[float], precision: str = "fp32"
+    config: str,
+    batch: int,
+    part: str,
+    backend: str,
+    case: cases.Case,
+    times: list[float],
+    precision: str = "fp32",
+    dtype: str = "float32",
 ) -> dict[str, object]:
     median, best = statistics.median(times), min(times)
     return {
@@ -145,6 +156,7 @@ def _row(
         "part": part,
         "backend": backend,
         "weight_precision": precision,
+        "dtype": dtype,
         "tokens": case.tokens,
         "runs": len(times),
         "times_ms": [t * 1e3 for t in times],
@@ -179,6 +191,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=["fp32"],
         help="comma list of fp32, bf16, int8 (default fp32): reduced-precision rows also report their error against fp32",
     )
+    parser.add_argument(
+        "--dtypes",
+        "--dtype",
+        type=_split,
+        default=["float32"],
+        help="comma list of float32, bfloat16 (default float32): bfloat16 moves the model with .to(torch.bfloat16)",
+    )
     parser.add_argument("--quick", action="store_true", help="a sub-minute smoke run: small config, few repeats")
     args = parser.parse_args(argv)
     args.configs = args.configs or (["small"] if args.quick else ["small", "original"])
@@ -191,6 +210,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     bad = [p for p in args.weight_precisions if p not in WEIGHT_PRECISIONS]
     if bad or "fp32" not in args.weight_precisions:
         parser.error(f"--weight-precisions takes {', '.join(WEIGHT_PRECISIONS)} and must include fp32 (the error baseline)")
+    bad = [d for d in args.dtypes if d not in cases.DTYPES]
+    if bad or "float32" not in args.dtypes:
+        parser.error(f"--dtypes takes {', '.join(cases.DTYPES)} and must include float32 (the error baseline)")
     if any(b < 1 for b in args.batches) or (args.repeats is not None and args.repeats < 1):
         parser.error("--batches and --repeats must be positive")
     return args
@@ -203,41 +225,104 @@ def select_backends(requested: list[str] | None, device: torch.device) -> tuple[
     return list(dict.fromkeys(_backends.resolve(b, device) for b in requested)), {}
 
 
-def run_config(config: str, args: argparse.Namespace, backends: list[str], device: torch.device, workdir: Path) -> list[dict]:
-    """Every row of one model config; prints each as it is measured."""
+# Variants (backend, weight precision, dtype) that are not measured, and why.
+def variant_skip_reason(backend: str, precision: str, dtype: str) -> str | None:
+    """Why a (backend, weight precision, dtype) variant gets no rows, or None when it is measured."""
+    if dtype != "float32" and precision != "fp32":
+        return "reduced-precision weights are measured in float32 only"
+    if dtype != "float32" and backend == "cpp":
+        return "the cpp backend is float32 only (bf16 inputs run the ref implementation)"
+    return None
+
+
+def run_config(
+    config: str,
+    args: argparse.Namespace,
+    backends: list[str],
+    device: torch.device,
+    workdir: Path,
+    on_row=None,
+) -> list[dict]:
+    """Every row of one model config; prints each as it is measured and hands it to ``on_row``.
+
+    Embed rows of every variant but the baseline carry error columns (:func:`cases.precision_error`)
+    against the baseline: ``ref`` float32 with fp32 weights when ``ref`` is measured, else the same
+    backend in float32 with fp32 weights (only for reduced-precision or bf16 rows).
+    """
     files = cases.model_files(config, workdir)
     options = cases.BENCH_CONFIGS[config]
     warmup = 2 if device.type == "cuda" else 1
     timing = dict(repeats=args.repeats, budget_s=args.budget, min_runs=3, max_runs=args.max_runs, warmup=warmup)
-    variants = [(b, p) for b in backends for p in args.weight_precisions]
-    embedders = {(b, p): cases.load_embedder(files, b, device, p) for b, p in variants}
+    variants = []
+    for b in backends:
+        for p in args.weight_precisions:
+            for d in args.dtypes:
+                reason = variant_skip_reason(b, p, d)
+                if reason is None:
+                    variants.append((b, p, d))
+                elif config == args.configs[0]:
+                    print(f"  not measured: {b} {p} weights {d}: {reason}")
+    embedders = {v: cases.load_embedder(files, v[0], device, v[1], cases.DTYPES[v[2]]) for v in variants}
     rows = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        print_row(row)
+        if on_row is not None:
+            on_row(row)
+
     for batch in args.batches:
-        measured = [("embed", b, p, cases.setup_embed(embedders[b, p], batch)) for b, p in variants]
-        measured += [("lstm", b, p, cases.setup_lstm(embedders[b, p].elmo_bilm.weights(), batch, b, device, p)) for b, p in variants]
+        baseline_outputs: dict[tuple, torch.Tensor] = {}
+
+        def error_columns(variant: tuple) -> dict:
+            base = ("ref", "fp32", "float32") if ("ref", "fp32", "float32") in embedders else (variant[0], "fp32", "float32")
+            if base == variant or (base[0] != "ref" and variant[1:] == ("fp32", "float32")):
+                return {}
+            if base not in baseline_outputs:
+                baseline_outputs[base] = cases.embed_output(embedders[base], batch)
+            errors = cases.output_error(cases.embed_output(embedders[variant], batch), baseline_outputs[base])
+            return {**errors, "error_vs": " ".join(base)}
+
+        def measure(part: str, backend: str, precision: str, dtype: str, setup, errors=None) -> None:
+            """One row; a failing case becomes a row with ``error`` (and the run goes on)."""
+            try:
+                case = setup()
+                row = _row(config, batch, part, backend, case, _time_case(case, **timing), precision, dtype)
+                if errors is not None:
+                    row.update(errors())
+            except Exception as exc:  # noqa: BLE001 - report and go on: one failure must not hide the other rows
+                row = {"config": config, "batch": batch, "part": part, "backend": backend, "weight_precision": precision,
+                       "dtype": dtype, "error": f"{type(exc).__name__}: {exc}"[:500]}
+            add(row)
+
+        for v in variants:
+            measure("embed", *v, lambda: cases.setup_embed(embedders[v], batch), lambda: error_columns(v))
+        for v in variants:
+            measure("lstm", *v, lambda: cases.setup_lstm(embedders[v].elmo_bilm.weights(), batch, v[0], device, v[1],
+                                                         cases.DTYPES[v[2]]))
         if not args.no_anchor:
-            measured.append(("lstm", cases.ANCHOR, "fp32", cases.setup_anchor(options, batch, device)))
-        for part, backend, precision, case in measured:
-            rows.append(_row(config, batch, part, backend, case, _time_case(case, **timing), precision))
-            if part == "embed" and precision != "fp32":
-                rows[-1].update(cases.precision_error(embedders[backend, precision], embedders[backend, "fp32"], batch))
-            print_row(rows[-1])
+            for d in args.dtypes:
+                measure("lstm", cases.ANCHOR, "fp32", d, lambda: cases.setup_anchor(options, batch, device, cases.DTYPES[d]))
     return rows
 
 
 HEADER = (
-    f"{'config':9s} {'batch':>5s}  {'part':6s} {'backend':15s} {'weights':7s} {'tokens/s':>10s} {'ms/batch':>10s} "
-    f"{'min ms':>10s} {'runs':>4s} {'rel err':>8s}"
+    f"{'config':9s} {'batch':>5s}  {'part':6s} {'backend':15s} {'weights':7s} {'dtype':8s} {'tokens/s':>10s} "
+    f"{'ms/batch':>10s} {'min ms':>10s} {'runs':>4s} {'rel err':>8s}"
 )
 
 
 def print_row(row: dict) -> None:
     """One table line (the anchor is starred; see the footnote)."""
     backend = row["backend"] + ("*" if row["backend"] == cases.ANCHOR else "")
+    if "error" in row:
+        print(f"{row['config']:9s} {row['batch']:5d}  {row['part']:6s} {backend:15s} {row['weight_precision']:7s} "
+              f"{row['dtype']:8s} FAILED: {row['error']}", flush=True)
+        return
     err = f"{row['rel_err']:8.1e}" if "rel_err" in row else ""
     print(
         f"{row['config']:9s} {row['batch']:5d}  {row['part']:6s} {backend:15s} {row.get('weight_precision', 'fp32'):7s} "
-        f"{row['tokens_per_s']:10.1f} {row['median_ms']:10.2f} {row['min_ms']:10.2f} {row['runs']:4d} {err}",
+        f"{row.get('dtype', 'float32'):8s} {row['tokens_per_s']:10.1f} {row['median_ms']:10.2f} {row['min_ms']:10.2f} {row['runs']:4d} {err}",
         flush=True,
     )
 
@@ -265,20 +350,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
           "tokens/s = real tokens / median time\n")
     print(HEADER)
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="elmo_fast_bench_") as workdir:
-        for config in args.configs:
-            rows.extend(run_config(config, args, backends, device, Path(workdir)))
-    if not args.no_anchor:
-        print("\n" + textwrap.fill(f"* {ANCHOR_NOTE}", width=100, subsequent_indent="  "))
-    info["load_average_after"] = _load_average()
     result = {
         "schema": SCHEMA,
         "machine": info,
         "settings": {
             "configs": {c: cases.BENCH_CONFIGS[c].to_json_dict() for c in args.configs},
+            "flops_per_position": {c: cases.flops_per_position(cases.BENCH_CONFIGS[c]) for c in args.configs},
+            "lstm_flops_per_position": {c: cases.flops_per_position(cases.BENCH_CONFIGS[c], lstm_only=True) for c in args.configs},
             "batches": args.batches,
             "backends": backends,
             "weight_precisions": args.weight_precisions,
+            "dtypes": args.dtypes,
             "skipped_backends": skipped,
             "repeats": args.repeats,
             "budget_s": args.budget,
@@ -289,16 +371,37 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "embed": "ElmoEmbedder.batch_to_embeddings: char ids, token encoder, all biLSTM layers, boundary removal",
                 "lstm": "elmo_fast.ops.lstmp over every biLSTM layer on random inputs of the same shapes",
             },
+            "errors": "embed rows: rel_err = max over biLM layers of ||out - base||_F / ||base||_F; max_elem_rel_err = "
+                      "max over layers of max|out - base| / max|base|; base named by error_vs",
             "anchor": None if args.no_anchor else ANCHOR_NOTE,
         },
+        "complete": False,
         "results": rows,
     }
     out = args.out or default_out(info, args.quick)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+
+    def write() -> None:
+        # a whole file at every moment: write beside it, then rename over it
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, out)
+
+    write()
+    with tempfile.TemporaryDirectory(prefix="elmo_fast_bench_") as workdir:
+        for config in args.configs:
+            run_config(config, args, backends, device, Path(workdir), on_row=lambda row: (rows.append(row), write()))
+    if not args.no_anchor:
+        print("\n" + textwrap.fill(f"* {ANCHOR_NOTE}", width=100, subsequent_indent="  "))
+    info["load_average_after"] = _load_average()
+    result["complete"] = True
+    write()
     print(f"\nwrote {out}")
     return result
 
 
 if __name__ == "__main__":
-    main()
+    failed = [r for r in main()["results"] if "error" in r]
+    if failed:
+        print(f"{len(failed)} row(s) FAILED", file=sys.stderr)
+    sys.exit(1 if failed else 0)

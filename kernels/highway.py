@@ -51,7 +51,8 @@ def highway_fwd_kernel(
         b_c = tl.dot(b_x, tl.load(w_carry + o_w, mask=m_w, other=0).to(DOT_DTYPE), b_c, input_precision=DOT_PRECISION)
 
     b_t = tl.maximum(b_t + tl.load(b_transform + o_n, mask=m_n, other=0).to(tl.float32)[None, :], 0)
-    b_g = tl.sigmoid(b_c + tl.load(b_carry + o_n, mask=m_n, other=0).to(tl.float32)[None, :])
+    # sigmoid written out, not tl.sigmoid (see kernels/utils.py: no jit helpers in the kernels)
+    b_g = 1 / (1 + tl.exp(-(b_c + tl.load(b_carry + o_n, mask=m_n, other=0).to(tl.float32)[None, :])))
     o_y = o_m[:, None] * F + o_n[None, :]
     m_y = m_m[:, None] & m_n[None, :]
     b_x = tl.load(x + o_y, mask=m_y, other=0).to(tl.float32)

@@ -305,7 +305,9 @@ class _StaticLayer:
         batch, width = x.shape[1], x.shape[2]
         buf.x[:, :batch, :width].copy_(x)
         buf.lengths.zero_()
-        buf.lengths[:batch].copy_(lengths)
+        # clamp to the real width, not the padded one: lengths > T count as T (the docstring's promise;
+        # the kernels clamp only to the padded width, and the backward direction starts at length - 1)
+        buf.lengths[:batch].copy_(lengths.clamp(max=width))
         if buf.h0 is not None:
             buf.h0[:, :batch].copy_(h0)
             buf.c0[:, :batch].copy_(c0)

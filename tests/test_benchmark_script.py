@@ -52,3 +52,49 @@ def test_run_writes_expected_json(run_module, tmp_path, capsys):
 def test_run_rejects_unknown_config(run_module):
     with pytest.raises(SystemExit):
         run_module.main(["--configs", "huge", "--out", "unused.json"])
+
+
+def test_bf16_rows_carry_their_error_and_the_json_grows_row_by_row(run_module, tmp_path, monkeypatch):
+    out = tmp_path / "bench.json"
+    seen = []
+    print_row = run_module.print_row
+
+    def spy(row):
+        # printed before it is written: the file holds every earlier row, and is whole
+        seen.append(len(json.loads(out.read_text())["results"]))
+        print_row(row)
+
+    monkeypatch.setattr(run_module, "print_row", spy)
+    returned = run_module.main(["--configs", "tiny", "--batches", "2", "--backends", "ref", "--dtypes", "float32,bfloat16",
+                                "--repeats", "1", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    assert seen == list(range(len(rows))) and json.loads(out.read_text())["complete"] is True
+    assert rows == json.loads(json.dumps(returned["results"]))
+    keys = {(r["part"], r["backend"], r["dtype"]) for r in rows}
+    assert keys == {(p, b, d) for p, b in (("embed", "ref"), ("lstm", "ref"), ("lstm", "torch.nn.LSTM"))
+                    for d in ("float32", "bfloat16")}
+    (bf16,) = [r for r in rows if r["part"] == "embed" and r["dtype"] == "bfloat16"]
+    assert bf16["error_vs"] == "ref fp32 float32" and not bf16["has_nan"]
+    # bf16 keeps 8 significant bits: the output moves, but by far less than its own size
+    assert 1e-5 < bf16["rel_err"] < 0.1 and bf16["max_elem_rel_err"] >= bf16["rel_err"] / 10
+    (fp32,) = [r for r in rows if r["part"] == "embed" and r["dtype"] == "float32"]
+    assert "rel_err" not in fp32  # the baseline itself
+
+
+def test_a_failing_case_becomes_an_error_row_and_the_run_goes_on(run_module, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated kernel failure")
+
+    monkeypatch.setattr(run_module.cases, "setup_anchor", broken)
+    out = tmp_path / "bench.json"
+    run_module.main(["--configs", "tiny", "--batches", "1,2", "--backends", "ref", "--repeats", "1", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    failed = [r for r in rows if "error" in r]
+    assert [(r["batch"], r["backend"]) for r in failed] == [(1, "torch.nn.LSTM"), (2, "torch.nn.LSTM")]
+    assert "simulated kernel failure" in failed[0]["error"]
+    assert len(rows) - len(failed) == 4  # embed and lstm rows of ref at both batches
+
+
+def test_run_rejects_unknown_dtype(run_module):
+    with pytest.raises(SystemExit):
+        run_module.main(["--configs", "tiny", "--dtypes", "float16", "--out", "unused.json"])

@@ -114,6 +114,21 @@ def test_cached_static_path_reuses_buffers_without_stale_state():
     kernel.clear_graph_cache()
 
 
+def test_cached_static_path_clamps_lengths_to_the_real_width():
+    """lengths > T count as T on the cached path too, although its buffers are wider (T rounded up to 8)."""
+    from elmo_fast.kernels import lstmp as kernel
+
+    kernel.clear_graph_cache()
+    inp = _inputs("mixed_with_empty_row", seed=23, initial_state=True)
+    clamped = {**inp, "lengths": inp["lengths"].clone()}
+    inp["lengths"] = torch.tensor([8, 0, 3, 7, 5], device=inp["x"].device)  # T is 6, the cached buffers 8 wide
+    clamped["lengths"] = inp["lengths"].clamp(max=inp["x"].shape[2])
+    want = _reference(clamped, residual=True, **CLIPS)
+    for name, got, exp in zip(("out", "h_n", "c_n"), _triton(inp, residual=True, cuda_graph=True, **CLIPS), want):
+        assert_close(got, exp, torch.float32, f"static path, lengths > T: {name}")
+    kernel.clear_graph_cache()
+
+
 @pytest.mark.parametrize("initial_state", [True, False], ids=["h0", "zero_state"])
 def test_lstmp_bf16_close_to_fp32_reference(initial_state):
     inp = _inputs("mixed_with_empty_row", seed=31, initial_state=initial_state)
