@@ -208,3 +208,46 @@ def test_portable_kernel_matches_reference(tmp_path):
     # Different rounding (no FMA) shows that the portable kernel really ran, where AVX2 exists.
     if os.uname().machine == "x86_64":
         assert not torch.equal(portable, here)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+@pytest.mark.skipif("avx512f" not in _cpu_flags(), reason="needs a CPU with AVX-512 (its kernel is then the default)")
+def test_avx512_and_avx2_kernels_agree_bitwise(tmp_path):
+    """Where AVX-512 runs by default, ELMO_FAST_DISABLE_AVX512 selects the AVX2 kernel: the same FMAs
+    in the same order, so every weight precision gives the same bits through the whole model."""
+    script = textwrap.dedent(
+        """
+        import sys, torch
+        from elmo_fast import ElmoEmbedder
+        from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, random_lstm_inputs, random_sentences
+        from elmo_fast.ops.lstmp import lstmp_cpp
+        inputs = random_lstm_inputs(2, 7, 9, 40, 136, seed=5)
+        args = [inputs[k] for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")]
+        outs = []
+        with torch.no_grad():
+            for precision in ("fp32", "bf16", "int8"):
+                outs.append(lstmp_cpp(*args, cell_clip=3.0, proj_clip=3.0, residual=True, weight_precision=precision)[0])
+                embedder = ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="zero", backend="cpp", weight_precision=precision)
+                outs.append(embedder.batch_to_embeddings(random_sentences(5, seed=2))[0])
+        torch.save(outs, sys.argv[1])
+        """
+    )
+    results = []
+    for disable in (False, True):
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+        env.pop("ELMO_FAST_DISABLE_AVX512", None)
+        if disable:
+            env["ELMO_FAST_DISABLE_AVX512"] = "1"
+        saved = tmp_path / f"out_{disable}.pt"
+        done = subprocess.run([sys.executable, "-c", script, str(saved)], capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr
+        results.append(torch.load(saved))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

@@ -14,7 +14,10 @@
 // they are loaded) or int8 with one float32 scale per column (applied to the finished sums). The
 // products always accumulate in float32.
 //
-// The AVX2+FMA micro-kernel is chosen at run time; other CPUs run the same loop in portable vectors.
+// The micro-kernel is chosen at run time: AVX-512 where the CPU has it, else AVX2+FMA (bit-identical
+// results: the same fp32 FMAs in the same order), else the same loop in portable vectors.
+// NOTE: on the 2-core Xeon (Sapphire Rapids class) of 2026-12-01, one [2, 32, 22, 512] layer of the
+// original model took 635 ms with the AVX2 kernel and 473 ms with the AVX-512 one (84 -> 112 GFLOP/s).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -230,6 +233,76 @@ inline bool cpu_has_avx2_fma() {
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !std::getenv("ELMO_FAST_DISABLE_AVX2");
   return ok;
 }
+
+#define ELMO_FAST_AVX512 __attribute__((target("avx512f,fma")))
+
+// One panel row (16 weights) as one 16-lane float vector.
+ELMO_FAST_AVX512 inline __m512 load_row512(const float* p) {
+  return _mm512_loadu_ps(p);
+}
+
+ELMO_FAST_AVX512 inline __m512 load_row512(const uint16_t* p) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+
+ELMO_FAST_AVX512 inline __m512 load_row512(const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+
+// The AVX-512 twin of panel_kernel_avx2: a panel row is one register. Every FMA is the same
+// single-rounding fp32 FMA in the same order, so the results are bit-identical to the AVX2 kernel's.
+template <int R, int NP, typename W>
+ELMO_FAST_AVX512 void panel_kernel_avx512(
+    const float* a, int64_t lda, const W* panel, int64_t stride, const float* scale, int64_t k, float* c, int64_t ldc,
+    const char* prefetch, int64_t every, int64_t burst) {
+  int64_t countdown = every;
+  __m512 acc[R][NP];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) {
+      acc[r][q] = _mm512_setzero_ps();
+    }
+  }
+  for (int64_t p = 0; p < k; ++p) {
+    if (prefetch && --countdown == 0) {
+      countdown = every;
+      for (int64_t i = 0; i < burst; ++i) {
+        _mm_prefetch(prefetch, _MM_HINT_T0);
+        prefetch += 64;
+      }
+    }
+    __m512 b[NP];
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) {
+      b[q] = load_row512(panel + q * stride + p * kPanel);
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * lda + p]);
+#pragma GCC unroll 4
+      for (int q = 0; q < NP; ++q) {
+        acc[r][q] = _mm512_fmadd_ps(av, b[q], acc[r][q]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < NP; ++q) {
+    const __m512 s = scale ? _mm512_loadu_ps(scale + q * kPanel) : _mm512_set1_ps(1.0f);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(c + r * ldc + q * kPanel, scale ? _mm512_mul_ps(acc[r][q], s) : acc[r][q]);
+    }
+  }
+}
+
+// ELMO_FAST_DISABLE_AVX512=1 (read once) keeps AVX2-only machines' kernel, so tests can compare both.
+inline bool cpu_has_avx512() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") && !std::getenv("ELMO_FAST_DISABLE_AVX512") &&
+                         !std::getenv("ELMO_FAST_DISABLE_AVX2");
+  return ok;
+}
 #endif
 
 template <int R, int NP, typename W>
@@ -237,6 +310,10 @@ inline void panel_kernel(
     const float* a, int64_t lda, const W* panel, int64_t stride, const float* scale, int64_t k, float* c, int64_t ldc,
     const char* prefetch, int64_t every, int64_t burst) {
 #ifdef ELMO_FAST_HAVE_AVX2_KERNEL
+  if (cpu_has_avx512()) {
+    panel_kernel_avx512<R, NP>(a, lda, panel, stride, scale, k, c, ldc, prefetch, every, burst);
+    return;
+  }
   if (cpu_has_avx2_fma()) {
     panel_kernel_avx2<R, NP>(a, lda, panel, stride, scale, k, c, ldc, prefetch, every, burst);
     return;
