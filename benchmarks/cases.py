@@ -89,8 +89,12 @@ def load_embedder(
 
     ``dtype`` other than float32 moves the model with ``.to(dtype)``, as the README says for the GPU
     backends (bf16 weights and activations; the kernels accumulate and keep the cell state in fp32).
+    The token-embedding cache is off: a case repeats one batch, so the cache would serve every token
+    after the warm-up and take the token encoder out of the measured time.
     """
-    embedder = ElmoEmbedder(*files, state="zero", backend=backend, device=device, weight_precision=weight_precision)
+    embedder = ElmoEmbedder(
+        *files, state="zero", backend=backend, device=device, weight_precision=weight_precision, token_cache_size=0
+    )
     if dtype != torch.float32:
         embedder.elmo_bilm.to(dtype)
     return embedder

@@ -15,6 +15,7 @@ import torch
 from elmo_fast.batching import BUCKET_WINDOW_BATCHES, plan_batches, resolve_bucketing
 from elmo_fast.modules.bilm import DEFAULT_MAX_SENTENCE_LENGTH
 from elmo_fast.modules.elmo import load_bilm
+from elmo_fast.modules.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from elmo_fast.reference.char_ids import remove_sentence_boundaries
 from elmo_fast.weights import PathLike
 
@@ -43,6 +44,8 @@ class ElmoEmbedder:
         max_sentence_length: longer sentences are refused with a clear error.
         weight_precision: ``"fp32"`` (default), ``"bf16"`` or ``"int8"`` storage of the biLSTM
             weights (see :mod:`elmo_fast.reference.quantize`): lower batch-1 latency on ``cpp``.
+        token_cache_size: capacity of the LRU cache of token embeddings across batches (0: off; see
+            :class:`~elmo_fast.modules.BiLm`).
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class ElmoEmbedder:
         device: torch.device | str | None = None,
         max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
         weight_precision: str = "fp32",
+        token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     ) -> None:
         if device is None:
             device = f"cuda:{cuda_device}" if cuda_device >= 0 else "cpu"
@@ -68,6 +72,7 @@ class ElmoEmbedder:
             device=self.device,
             max_sentence_length=max_sentence_length,
             weight_precision=weight_precision,
+            token_cache_size=token_cache_size,
         )
         self.elmo_bilm.eval()
         self.cuda_device = self.device.index if self.device.type == "cuda" else -1

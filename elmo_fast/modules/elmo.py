@@ -10,6 +10,7 @@ from torch import nn
 
 from elmo_fast import _backends
 from elmo_fast.modules.bilm import DEFAULT_MAX_SENTENCE_LENGTH, BiLm
+from elmo_fast.modules.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from elmo_fast.modules.scalar_mix import ScalarMix
 from elmo_fast.reference.char_ids import remove_sentence_boundaries
 from elmo_fast.weights import PathLike, load_weights
@@ -26,6 +27,7 @@ def load_bilm(
     device: torch.device | str | None = None,
     max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
     weight_precision: str = "fp32",
+    token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
 ) -> BiLm:
     """Build a :class:`BiLm` from files (both None: the bundled default model) on ``device``."""
     if (options_file is None) != (weight_file is None):
@@ -42,6 +44,7 @@ def load_bilm(
         backend=backend,
         max_sentence_length=max_sentence_length,
         weight_precision=weight_precision,
+        token_cache_size=token_cache_size,
     )
     target = torch.device(device) if device is not None else torch.device("cpu")
     _backends.resolve(backend, target)
@@ -79,6 +82,8 @@ class Elmo(nn.Module):
         max_sentence_length: longer inputs are refused with a clear error (see :class:`BiLm`).
         weight_precision: ``"fp32"`` (default), ``"bf16"`` or ``"int8"`` storage of the biLSTM weights
             for inference (see :class:`BiLm`).
+        token_cache_size: capacity of the LRU cache of token embeddings across batches (0: off; see
+            :class:`BiLm`).
     """
 
     def __init__(
@@ -99,6 +104,7 @@ class Elmo(nn.Module):
         device: torch.device | str | None = None,
         max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
         weight_precision: str = "fp32",
+        token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     ) -> None:
         super().__init__()
         if isinstance(num_output_representations, bool) or not isinstance(num_output_representations, int) or num_output_representations < 1:
@@ -120,6 +126,7 @@ class Elmo(nn.Module):
                 device=device,
                 max_sentence_length=max_sentence_length,
                 weight_precision=weight_precision,
+                token_cache_size=token_cache_size,
             )
         self._has_cached_vocab = vocab_to_cache is not None
         self._keep_sentence_boundaries = keep_sentence_boundaries
