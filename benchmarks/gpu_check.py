@@ -155,9 +155,7 @@ def parity(args: argparse.Namespace) -> dict:
             print(f"{backend:6s} {dtype_name:8s} {entry['median_ms']:9.2f} ms  rel err {entry['rel_error']:.2e}"
                   f" (same weights {entry.get('rel_error_same_weights', 0.0):.2e})  element-wise "
                   f"{entry['max_elem_rel_error']:.2e}  nan {entry['has_nan']}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
-    return record
+    return _save(args.out, record)
 
 
 def roofline(args: argparse.Namespace) -> dict:
@@ -216,8 +214,13 @@ def roofline(args: argparse.Namespace) -> dict:
     print(f"{record['device']}: bf16 matmul {record['matmul_bfloat16_tflops']:.1f} TFLOP/s, fp32 (IEEE) "
           f"{record['matmul_float32_tflops']:.1f} TFLOP/s ({n}^3, median of {args.runs}); copy "
           f"{record['copy_gb_per_s']:.0f} GB/s (read + write, {args.copy_mb} MiB)", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    return _save(args.out, record)
+
+
+def _save(path: Path, record: dict) -> dict:
+    """Write ``record`` as JSON at ``path`` (folders made as needed); returns it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
     return record
 
 

@@ -152,6 +152,17 @@ void panel_kernel_generic(const float* a, int64_t lda, const W* panel, const flo
 #ifdef ELMO_FAST_HAVE_AVX2_KERNEL
 #define ELMO_FAST_AVX2 __attribute__((target("avx2,fma")))
 
+// One iteration's share of the software prefetch: `burst` 64-byte lines every `every` iterations.
+ELMO_FAST_INLINE void prefetch_tick(const char*& prefetch, int64_t& countdown, int64_t every, int64_t burst) {
+  if (prefetch && --countdown == 0) {
+    countdown = every;
+    for (int64_t i = 0; i < burst; ++i) {
+      _mm_prefetch(prefetch, _MM_HINT_T0);
+      prefetch += 64;
+    }
+  }
+}
+
 // One panel row (16 weights) as two float vectors.
 ELMO_FAST_AVX2 inline void load_row(const float* p, __m256& b0, __m256& b1) {
   b0 = _mm256_loadu_ps(p);
@@ -190,13 +201,7 @@ ELMO_FAST_AVX2 void panel_kernel_avx2(
     }
   }
   for (int64_t p = 0; p < k; ++p) {
-    if (prefetch && --countdown == 0) {
-      countdown = every;
-      for (int64_t i = 0; i < burst; ++i) {
-        _mm_prefetch(prefetch, _MM_HINT_T0);
-        prefetch += 64;
-      }
-    }
+    prefetch_tick(prefetch, countdown, every, burst);
 #pragma GCC unroll 4
     for (int q = 0; q < NP; ++q) {
       __m256 b0, b1;
@@ -266,13 +271,7 @@ ELMO_FAST_AVX512 void panel_kernel_avx512(
     }
   }
   for (int64_t p = 0; p < k; ++p) {
-    if (prefetch && --countdown == 0) {
-      countdown = every;
-      for (int64_t i = 0; i < burst; ++i) {
-        _mm_prefetch(prefetch, _MM_HINT_T0);
-        prefetch += 64;
-      }
-    }
+    prefetch_tick(prefetch, countdown, every, burst);
     __m512 b[NP];
 #pragma GCC unroll 4
     for (int q = 0; q < NP; ++q) {
