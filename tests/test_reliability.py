@@ -300,3 +300,29 @@ def test_bad_limits_and_iterables_fail_at_the_call():
         list(emb.embed_sentences(iter([["a"], None])))
     lazy = emb.embed_sentences(([w] for w in "abc"), batch_size=2)
     assert [a.shape for a in lazy] == [(3, 1, 32)] * 3
+
+
+def test_merge_reopening_the_output_changes_nothing(tmp_path, monkeypatch):
+    """The merge closes and reopens the output every MERGE_REOPEN_EVERY datasets (bounded HDF5
+    metadata memory): with a tiny interval the file holds exactly what one handle writes."""
+    import elmo_fast.embed_job as embed_job
+
+    sentences = [s for s in random_sentences(30, seed=41, max_len=6) if s]
+    text = tmp_path / "in.txt"
+    text.write_text("".join(" ".join(s) + "\n" for s in sentences), encoding="utf-8")
+    embedder = ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="zero")
+    embedder.embed_file(text, tmp_path / "one_handle.hdf5", batch_size=4)
+    reopened = []
+    real_file = h5py.File
+
+    def counting_file(path, mode="r", *args, **kwargs):
+        if mode == "a":
+            reopened.append(path)
+        return real_file(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(embed_job, "MERGE_REOPEN_EVERY", 4)
+    monkeypatch.setattr(h5py, "File", counting_file)
+    embedder.embed_file(text, tmp_path / "reopened.hdf5", batch_size=4)
+    monkeypatch.undo()
+    assert len(reopened) == len(sentences) // 4
+    assert_same_hdf5(tmp_path / "one_handle.hdf5", tmp_path / "reopened.hdf5")
