@@ -237,19 +237,22 @@ def _short(backend: str, dtype: str) -> str:
     return f"{name}/{'bf16' if dtype == 'bfloat16' else 'f32'}"
 
 
+def _records(directory: Path, pattern: str):
+    """``(path, record)`` of every readable JSON file in ``directory`` matching ``pattern``, sorted."""
+    for path in sorted(directory.glob(pattern)):
+        record = _load(path)
+        if record:
+            yield path, record
+
+
 def summary(directory: Path) -> None:
     """The short table: roofline, whole-model parity, CUDA rows, then the benchmarks/run.py rows (compact)."""
     bf16_tflops = None
-    for path in sorted(directory.glob("roofline*.json")):
-        record = _load(path)
-        if record:
-            bf16_tflops = record.get("matmul_bfloat16_tflops")
-            print(f"\nroofline ({record['device']}): bf16 matmul {bf16_tflops:.1f} TFLOP/s, fp32 IEEE "
-                  f"{record.get('matmul_float32_tflops', float('nan')):.1f} TFLOP/s, copy {record.get('copy_gb_per_s', float('nan')):.0f} GB/s")
-    for path in sorted(directory.glob("parity*.json")):
-        record = _load(path)
-        if not record:
-            continue
+    for _, record in _records(directory, "roofline*.json"):
+        bf16_tflops = record.get("matmul_bfloat16_tflops")
+        print(f"\nroofline ({record['device']}): bf16 matmul {bf16_tflops:.1f} TFLOP/s, fp32 IEEE "
+              f"{record.get('matmul_float32_tflops', float('nan')):.1f} TFLOP/s, copy {record.get('copy_gb_per_s', float('nan')):.0f} GB/s")
+    for path, record in _records(directory, "parity*.json"):
         print(f"\nwhole model, {record['config']}, batch {record['batch']}, {record['device']} ({path.name});"
               f" errors vs ref fp32: F = Frobenius-relative, E = max-element / max-ref")
         ref_ms = {v["dtype"]: v["median_ms"] for v in record["variants"] if v["backend"] == "ref" and "median_ms" in v}
@@ -265,10 +268,7 @@ def summary(directory: Path) -> None:
             same = f"{same:9.2e}" if same is not None else f"{'-':>9s}"
             print(f"{v['backend']:8s} {v['dtype']:9s} {v['median_ms']:9.2f} {speedup:8.1f} {v['rel_error']:9.2e} "
                   f"{v['max_elem_rel_error']:9.2e} {same} {target:>7s}")
-    for path in sorted(directory.glob("cuda_rows*.json")):
-        record = _load(path)
-        if not record:
-            continue
+    for path, record in _records(directory, "cuda_rows*.json"):
         print(f"\nLSTM part, original config ({path.name}, {record.get('device')}): ms, max-element error vs ref fp32")
         for r in record.get("rows", []):
             if "median_ms" in r:
@@ -279,10 +279,8 @@ def summary(directory: Path) -> None:
                 print(f"  batch {r['batch']:4d} {r['variant']:26s} {(r.get('skipped') or r.get('error', ''))[:70]}")
         for line in record.get("verdicts", []):
             print(f"  {line}")
-    for path in sorted(directory.glob("bench*.json")):
-        record = _load(path)
-        if record:
-            _bench_summary(path.name, record, bf16_tflops)
+    for path, record in _records(directory, "bench*.json"):
+        _bench_summary(path.name, record, bf16_tflops)
 
 
 def _bench_summary(name: str, record: dict, bf16_tflops: float | None) -> None:

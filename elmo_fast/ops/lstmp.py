@@ -94,15 +94,22 @@ def lstmp(
     :mod:`elmo_fast.reference.quantize`): the ``cpp`` backend stores ``w_ih``, ``w_hh`` and
     ``w_proj`` in that precision; the others compute with the same rounded weights in float32.
     """
-    if check_weight_precision(weight_precision) != "fp32":
-        if backend == "cpp" and not _cpp.reference_reason((x, w_ih, w_hh, bias, w_proj, h0, c0)):
-            return lstmp_cpp(
-                x, lengths, w_ih, w_hh, bias, w_proj, h0, c0,
-                cell_clip=cell_clip, proj_clip=proj_clip, residual=residual, weight_precision=weight_precision,
-            )
-        w_ih, w_hh, w_proj = (_cpp.PACKED.get(w, f"dequantize.{weight_precision}", lambda t: dequantize(t, weight_precision)) for w in (w_ih, w_hh, w_proj))
+    check_weight_precision(weight_precision)
     impl = _IMPLS.get(backend, lstmp_ref)
+    if impl is lstmp_cpp:
+        return lstmp_cpp(
+            x, lengths, w_ih, w_hh, bias, w_proj, h0, c0,
+            cell_clip=cell_clip, proj_clip=proj_clip, residual=residual, weight_precision=weight_precision,
+        )
+    w_ih, w_hh, w_proj = _dequantized((w_ih, w_hh, w_proj), weight_precision)
     return impl(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
+
+
+def _dequantized(weights: tuple[torch.Tensor, ...], precision: str) -> tuple[torch.Tensor, ...]:
+    """The float32 weights that ``precision`` storage stands for (cached per weight tensor)."""
+    if precision == "fp32":
+        return weights
+    return tuple(_cpp.PACKED.get(w, f"dequantize.{precision}", lambda t: dequantize(t, precision)) for w in weights)
 
 
 def _pack_gates(weight: torch.Tensor) -> torch.Tensor:
@@ -157,9 +164,10 @@ def lstmp_cpp(
     Forward only, fp32: a call that needs gradients or another dtype runs :func:`lstmp_ref` (with a
     warning), see :mod:`elmo_fast.ops._cpp`.
     """
-    if _cpp.use_reference("lstmp", (x, w_ih, w_hh, bias, w_proj, h0, c0)):
-        return lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
     check_weight_precision(weight_precision)
+    if _cpp.use_reference("lstmp", (x, w_ih, w_hh, bias, w_proj, h0, c0)):
+        w_ih, w_hh, w_proj = _dequantized((w_ih, w_hh, w_proj), weight_precision)
+        return lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
     (ih, ih_s), (hh, hh_s), (pr, pr_s) = (
         _cpp.PACKED.get(w, f"lstmp.{kind}.{weight_precision}", _packer(weight_precision, kind == "gates"))
         for w, kind in ((w_ih, "gates"), (w_hh, "gates"), (w_proj, "w_proj"))
