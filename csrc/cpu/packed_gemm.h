@@ -17,7 +17,8 @@
 // The micro-kernel is chosen at run time: AVX-512 where the CPU has it, else AVX2+FMA (bit-identical
 // results: the same fp32 FMAs in the same order), else the same loop in portable vectors.
 // NOTE: on the 2-core Xeon (Sapphire Rapids class) of 2026-12-01, one [2, 32, 22, 512] layer of the
-// original model took 635 ms with the AVX2 kernel and 473 ms with the AVX-512 one (84 -> 112 GFLOP/s).
+// original model took 635 ms with the AVX2 kernel and 473 ms with the AVX-512 one (84 -> 112 GFLOP/s);
+// a later, noisier rerun: 812 -> 633 ms median (benchmarks/layer_kernels.py; results/layer-kernels_*).
 #pragma once
 
 #include <ATen/ATen.h>
