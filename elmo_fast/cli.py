@@ -41,9 +41,9 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument(
         "--state",
         choices=("carry", "zero", "warm"),
-        default="carry",
-        help="carry: AllenNLP's stateful behaviour (default); zero: every sentence independent, from zero "
-        "state; warm: independent, from one fixed warmed-up state",
+        default=None,
+        help="carry: AllenNLP's stateful behaviour (default for text); zero: every sentence independent, from zero "
+        "state (default for --input-format fasta); warm: independent, from one fixed warmed-up state",
     )
     embed.add_argument("--backend", default="auto", help="auto (default), cuda, triton, cpp or ref")
     embed.add_argument(
@@ -97,6 +97,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--num-workers", type=int, default=None, help="Ray workers (default: one per GPU, else per CPU)")
     ray.add_argument("--address", default=None, help="Ray cluster to join (default: a new local instance, or RAY_ADDRESS)")
     embed.set_defaults(format="all")
+    from elmo_fast.fasta_cli import add_fasta_arguments
+
+    add_fasta_arguments(embed)
 
     probe = sub.add_parser(
         "probe",
@@ -196,8 +199,13 @@ def _embed_ray(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from elmo_fast.embedder import ElmoEmbedder
 
+    from elmo_fast.fasta_cli import check_input_format
+
     if (args.options is None) != (args.weights is None):
         raise CliError("give both --options and --weights, or neither (bundled default model)")
+    check_input_format(args)
+    if args.input_format == "fasta" and args.engine == "ray":
+        raise CliError("--input-format fasta runs on the local engine (drop --engine ray)")
     if args.engine == "ray":
         if args.weight_precision != "fp32":
             raise CliError("--weight-precision is for the local engine (it lowers batch-1 latency); the Ray engine runs fp32")
@@ -220,6 +228,10 @@ def _embed(args: argparse.Namespace) -> int:
         weight_precision=args.weight_precision,
         **limit,
     )
+    if args.input_format == "fasta":
+        from elmo_fast.fasta_cli import embed_fasta_command
+
+        return embed_fasta_command(args, embedder)
     embedder.embed_file(
         args.input,
         args.output,
@@ -277,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return _probe(args) if args.command == "probe" else _embed(args)
-    except (CliError, WeightFileError, BackendUnavailable, ResumeError, ValueError, TypeError, OSError) as exc:
+    except (CliError, WeightFileError, BackendUnavailable, ResumeError, ValueError, TypeError, OSError, ImportError) as exc:
         print(f"elmo-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

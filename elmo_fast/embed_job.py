@@ -392,3 +392,12 @@ def run_embed_file(
             segment += 1
     _merge(parts, segment, output, spec)
     shutil.rmtree(parts)
+
+
+# Public names of the segment machinery for other file jobs (elmo_fast.fasta_job): the same
+# functions, so a FASTA run checkpoints, resumes and refuses a changed job exactly as embed_file does.
+segment_path = _segment_path
+write_segment = _write_segment
+read_segment = _read_segment
+prepare_parts = _prepare
+read_state = _read_state

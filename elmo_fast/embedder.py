@@ -264,3 +264,18 @@ class ElmoEmbedder:
         finally:
             if spooled is not None:
                 os.unlink(spooled.name)
+
+    def embed_fasta(self, input_file: PathLike, **options) -> Iterator[tuple[str, np.ndarray]]:
+        """Embed the proteins of a FASTA file: ``(id, array)`` per record, in file order.
+
+        The whole file is checked first (:func:`elmo_fast.fasta.scan_fasta`); ``options`` are those
+        of :func:`elmo_fast.fasta_job.embed_pairs` (``output_format``, ``per_protein``,
+        ``batch_size``, ``max_tokens``, ``window_residues``). Needs ``state="zero"`` or ``"warm"``.
+        For an hdf5 file use :func:`elmo_fast.fasta_job.run_embed_fasta` (``elmo-fast embed
+        --input-format fasta``).
+        """
+        from elmo_fast.fasta import read_fasta, scan_fasta
+        from elmo_fast.fasta_job import embed_pairs
+
+        scan_fasta(input_file)
+        return embed_pairs(self, ((r.id, r.sequence) for r in read_fasta(input_file)), **options)
