@@ -27,6 +27,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -174,30 +175,27 @@ class FastaJobSpec:
 
 
 def _merge_fasta(parts: Path, segments: int, output: Path, per_protein: bool) -> None:
-    """One dataset per record from the segments, with ``original_id`` and ``header`` attributes."""
+    """One dataset per record from the segments, with ``original_id`` and ``header`` attributes;
+    the file is reopened every ``MERGE_REOPEN_EVERY`` datasets (see :mod:`elmo_fast.embed_job`)."""
     import h5py
 
+    records = (record for index in range(segments) for record in read_segment(segment_path(parts, index)))
     tmp = output.with_name(f".{output.name}.merging.tmp")
     try:
-        out = h5py.File(tmp, "w")
-        try:
+        h5py.File(tmp, "w").close()
+        written = MERGE_REOPEN_EVERY
+        while written == MERGE_REOPEN_EVERY:
             written = 0
-            for index in range(segments):
-                for key, header, array in read_segment(segment_path(parts, index)):
-                    data = array[0] if per_protein else array
-                    dataset = out.create_dataset(key, data.shape, dtype="float32", data=data)
+            with h5py.File(tmp, "a") as out:
+                for key, header, array in islice(records, MERGE_REOPEN_EVERY):
+                    dataset = out.create_dataset(key, data=array[0] if per_protein else array, dtype="float32")
                     dataset.attrs["original_id"] = header.split(None, 1)[0]
                     dataset.attrs["header"] = header
                     written += 1
-                    if written % MERGE_REOPEN_EVERY == 0:
-                        out.close()
-                        out = h5py.File(tmp, "a")
-        finally:
-            out.close()
-        os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, output)
 
 
 def run_embed_fasta(
