@@ -221,20 +221,9 @@ def run_embed_fasta(
         raise ValueError(f"window_residues must be a positive integer, got {window_residues!r}")
     scan = scan_fasta(input_path, key_by)
     stat = input_path.stat()
-    spec = FastaJobSpec(
-        input=str(input_path.resolve()),
-        input_size=stat.st_size,
-        input_mtime_ns=stat.st_mtime_ns,
-        input_format="fasta",
-        output_format=output_format,
-        per_protein=per_protein,
-        key_by=key_by,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        window_residues=window_residues,
-        state=embedder.elmo_bilm.state,
-        model=model_fingerprint(embedder),
-    )
+    identity = (str(input_path.resolve()), stat.st_size, stat.st_mtime_ns, "fasta")
+    options = (output_format, per_protein, key_by, batch_size, max_tokens, window_residues)
+    spec = FastaJobSpec(*identity, *options, embedder.elmo_bilm.state, model_fingerprint(embedder))
     parts = output.with_name(output.name + ".parts")
     done = prepare_parts(parts, spec, resume, None)
     windows = _windows(read_fasta(input_path), lambda record: len(record.sequence), window_residues)
