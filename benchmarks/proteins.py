@@ -11,7 +11,8 @@ residue budget of ``--max-tokens``). One warm-up call on a short sequence, then 
 calls; the row keeps every time and reports residues/s from the fastest. Cases named by ``--skip``
 (by default the reference's slowest) are listed as skipped.
 
-``rss``: writes a FASTA file of ``--records`` sequences of about ``--mean-length`` residues and embeds
+``rss``: writes a FASTA file of ``--records`` sequences of about ``--mean-length`` residues (five of them
+replaced by 5,000-residue ones, ``--long-records``/``--long-length``) and embeds
 it with :func:`elmo_fast.fasta_job.run_embed_fasta` (per-residue, all layers) while a thread samples
 the process's resident memory; the model is the bundled one unless ``--config`` names a random-weight
 size. Flat memory means the samples stop growing after the first segments.
@@ -121,6 +122,8 @@ def rss(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         fasta = Path(tmp) / "proteins.fa"
         lengths = [max(1, int(rng.gauss(args.mean_length, args.mean_length / 10))) for _ in range(args.records)]
+        for i in range(args.long_records):
+            lengths[(i + 1) * len(lengths) // (args.long_records + 1)] = args.long_length
         fasta.write_text("".join(f">prot{i} random\n{''.join(protein(rng, n))}\n" for i, n in enumerate(lengths)))
         before = _rss_mb()
         thread = threading.Thread(target=sample, daemon=True)
@@ -136,6 +139,7 @@ def rss(args: argparse.Namespace) -> dict:
         "config": args.config,
         "records": args.records,
         "residues": sum(lengths),
+        "longest": max(lengths),
         "seconds": round(seconds, 1),
         "output_mb": round(output_mb, 1),
         "rss_before_mb": round(before, 1),
@@ -166,6 +170,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--mean-length", type=int, default=350)
+    parser.add_argument("--long-records", type=int, default=5, help="rss: records replaced by --long-length ones, spread evenly")
+    parser.add_argument("--long-length", type=int, default=5000)
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--model-dir", default=str(Path(tempfile.gettempdir()) / "elmo_fast_bench_models"))
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/proteins-PART_HOST_DATE.json)")
