@@ -14,7 +14,8 @@ calls; the row keeps every time and reports residues/s from the fastest. Cases n
 ``rss``: writes a FASTA file of ``--records`` sequences of about ``--mean-length`` residues (five of them
 replaced by 5,000-residue ones, ``--long-records``/``--long-length``) and embeds
 it with :func:`elmo_fast.fasta_job.run_embed_fasta` (per-residue, all layers) while a thread samples
-the process's resident memory; the model is the bundled one unless ``--config`` names a random-weight
+the process's resident memory, each sample marked ``embed`` or ``merge`` (the merge's temporary file
+exists); the model is the bundled one unless ``--config`` names a random-weight
 size. Flat memory means the samples stop growing after the first segments.
 
 Both write JSON under ``benchmarks/results/`` with the machine, the git commit and ``uptime``'s load
@@ -115,11 +116,14 @@ def rss(args: argparse.Namespace) -> dict:
     done = threading.Event()
     start = time.perf_counter()
 
-    def sample() -> None:
-        while not done.wait(args.interval):
-            samples.append((round(time.perf_counter() - start, 2), round(_rss_mb(), 1)))
-
     with tempfile.TemporaryDirectory() as tmp:
+        merging = Path(tmp) / ".out.h5.merging.tmp"
+
+        def sample() -> None:
+            while not done.wait(args.interval):
+                phase = "merge" if merging.exists() else "embed"
+                samples.append((round(time.perf_counter() - start, 2), round(_rss_mb(), 1), phase))
+
         fasta = Path(tmp) / "proteins.fa"
         lengths = [max(1, int(rng.gauss(args.mean_length, args.mean_length / 10))) for _ in range(args.records)]
         for i in range(args.long_records):
@@ -135,6 +139,11 @@ def rss(args: argparse.Namespace) -> dict:
         seconds = time.perf_counter() - start
         output_mb = (Path(tmp) / "out.h5").stat().st_size / 2**20
     tenth = samples[len(samples) // 10][1] if samples else None
+    phases = {
+        phase: {"min_mb": min(v), "max_mb": max(v), "first_mb": v[0], "last_mb": v[-1], "samples": len(v)}
+        for phase in ("embed", "merge")
+        if (v := [s[1] for s in samples if s[2] == phase])
+    }
     return {
         "config": args.config,
         "records": args.records,
@@ -146,6 +155,7 @@ def rss(args: argparse.Namespace) -> dict:
         "rss_at_10pct_mb": tenth,
         "rss_max_mb": max(s[1] for s in samples) if samples else None,
         "rss_last_mb": samples[-1][1] if samples else None,
+        "phases": phases,
         "samples": samples,
         "load_before": load_before,
         "load_after": _uptime(),
