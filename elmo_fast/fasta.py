@@ -13,8 +13,8 @@ id, a record without residues, a repeated id, a character that is not a letter (
 of an alignment, ``.``). The parsing itself is Biopython's ``SimpleFastaParser`` (``pip install
 'elmo_fast[fasta]'``); this module only counts lines around it.
 
-HDF5 names: an id becomes a dataset name through :func:`hdf5_key`, which percent-escapes ``%`` and
-``/`` (``/`` would otherwise create a group: Pfam-style ids such as ``Q9XYZ1/23-187`` are common),
+HDF5 names: an id becomes a dataset name through :func:`hdf5_key`, which percent-escapes ``%``, ``/``
+and an id of ``.`` alone (``/`` would otherwise create a group: Pfam-style ids such as ``Q9XYZ1/23-187`` are common),
 so ``%2F`` in a key reads as ``/``; the id itself is kept unescaped in the ``original_id`` attribute.
 """
 from __future__ import annotations
@@ -90,8 +90,10 @@ def clean_sequence(raw: str) -> str:
 
 
 def hdf5_key(record_id: str) -> str:
-    """The HDF5 dataset name of ``record_id``: ``%`` and ``/`` percent-escaped (reversible)."""
-    return record_id.replace("%", "%25").replace("/", "%2F")
+    """The HDF5 dataset name of ``record_id``: ``%`` and ``/`` percent-escaped, and an id of ``.``
+    alone (HDF5's name for the group itself) written ``%2E``; reversible."""
+    key = record_id.replace("%", "%25").replace("/", "%2F")
+    return "%2E" if key == "." else key
 
 
 def record_key(record: FastaRecord, key_by: str) -> str:

@@ -42,6 +42,7 @@ from elmo_fast.embed_job import (
     segment_path,
     write_segment,
 )
+from elmo_fast.embedder import OUTPUT_FORMATS
 from elmo_fast.fasta import FastaRecord, check_pairs, read_fasta, record_key, scan_fasta
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_FORMATS = ("all", "top", "average")
 # NOTE: SeqVec's own script batches 15,000 residues and bio_embeddings 15,000 amino acids; 16,384
 # padded residues is the budget benchmarks/proteins.py measures.
 DEFAULT_MAX_TOKENS = 16_384

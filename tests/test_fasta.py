@@ -38,6 +38,7 @@ def write_fasta(path: Path, seed: int = 0) -> dict[str, tuple[str, str]]:
         "short": ("short", "M"),
         "Q9XYZ1/23-187": ("Q9XYZ1/23-187 a Pfam-style domain id", protein(rng, 65)),
         "odd%id": ("odd%id", "XBZUO" + protein(rng, 10)),
+        ".": (". a dot alone", protein(rng, 12)),
         "long": ("long", protein(rng, 301)),
         "lower": ("lower\tcase and stop", protein(rng, 40)),
     }
@@ -65,6 +66,7 @@ def test_clean_sequence_rules():
         with pytest.raises(ValueError, match="not residues"):
             clean_sequence(bad)
     assert hdf5_key("a/b%c|d") == "a%2Fb%25c|d"
+    assert [hdf5_key(k) for k in (".", "..", ".x")] == ["%2E", "..", ".x"]
 
 
 @pytest.mark.parametrize("backend", ["ref", "cpp"])
