@@ -400,4 +400,3 @@ segment_path = _segment_path
 write_segment = _write_segment
 read_segment = _read_segment
 prepare_parts = _prepare
-read_state = _read_state
