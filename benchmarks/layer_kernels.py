@@ -2,7 +2,7 @@
 
     python benchmarks/layer_kernels.py --out FILE [--batches 1,2,32] [--repeats 7] [--label TEXT]
 
-Times ``elmo_fast.ops.lstmp.lstmp_cpp`` on a random-weight layer of the original model's shape
+Times ``elmo_fast.ops.lstmp.lstmp(backend="cpp")`` on a random-weight layer of the original model's shape
 (P=512, C=4096, 2 directions, 22 steps, every row full length) for every weight precision, with
 torch's threads. The kernel is chosen at run time (``ELMO_FAST_DISABLE_AVX512=1`` /
 ``ELMO_FAST_DISABLE_AVX2=1`` select the narrower ones), so before/after comparisons run this script
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from elmo_fast.ops.lstmp import lstmp_cpp
+from elmo_fast.ops.lstmp import lstmp
 
 P, C, D, STEPS = 512, 4096, 2, 22
 
@@ -43,7 +43,7 @@ def main() -> None:
         x = torch.randn(D, batch, STEPS, P, generator=g)
         lengths = torch.full((batch,), STEPS)
         for precision in ("fp32", "bf16", "int8"):
-            run = lambda: lstmp_cpp(x, lengths, w_ih, w_hh, bias, w_proj, cell_clip=3.0, proj_clip=3.0, weight_precision=precision)  # noqa: E731
+            run = lambda: lstmp(x, lengths, w_ih, w_hh, bias, w_proj, cell_clip=3.0, proj_clip=3.0, weight_precision=precision, backend="cpp")  # noqa: E731
             with torch.no_grad():
                 run()
                 times = []

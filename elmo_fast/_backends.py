@@ -104,10 +104,10 @@ def env_report() -> str:
 
     import numpy
 
-    import elmo_fast
+    from elmo_fast.version import __version__
 
     lines = [
-        f"elmo_fast {elmo_fast.__version__}",
+        f"elmo_fast {__version__}",
         f"python {platform.python_version()} ({platform.machine()}, {platform.system()})",
         f"torch {torch.__version__} (threads: {torch.get_num_threads()}, cuda build: {torch.version.cuda or 'no'}, "
         f"cuda available: {torch.cuda.is_available()})",

@@ -147,8 +147,8 @@ def _check_output(args: argparse.Namespace) -> None:
 
 
 def _embed_ray(args: argparse.Namespace) -> int:
-    """``--engine ray``: :func:`elmo_fast.distributed.embed_file_ray` with the command's options."""
-    from elmo_fast.distributed import CARRY_REASON, RayJobFailed, RayUnavailable, embed_file_ray, require_ray
+    """``--engine ray``: :func:`elmo_fast.jobs.embed_file_ray` with the command's options."""
+    from elmo_fast.jobs import CARRY_REASON, RayJobFailed, RayUnavailable, embed_file_ray, require_ray
 
     if args.max_sentence_length is not None:
         raise CliError("--max-sentence-length does not apply to --engine ray (its workers use the default limit)")
@@ -272,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(env_report())
         return 0
     from elmo_fast._backends import BackendUnavailable
-    from elmo_fast.embed_job import ResumeError
+    from elmo_fast.jobs import ResumeError
     from elmo_fast.weights import WeightFileError
 
     try:
