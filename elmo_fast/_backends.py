@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
 
 import torch
 
 BACKENDS: tuple[str, ...] = ("cuda", "triton", "cpp", "ref")
 ENV_VAR = "ELMO_FAST_BACKEND"
+logger = logging.getLogger(__name__)
 
 
 class BackendUnavailable(RuntimeError):
@@ -75,6 +77,7 @@ def _auto(device_type: str) -> str:
             # The Triton interpreter is for tests; they ask for it by name.
             continue
         if _usable(backend, device_type)[0]:
+            logger.debug("backend auto on %s: %s", device_type, backend)
             return backend
     return "ref"
 

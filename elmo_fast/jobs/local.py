@@ -10,6 +10,7 @@ the result is identical to an uninterrupted run.
 """
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ from elmo_fast.batching import chunked, plan_batches
 from elmo_fast.jobs.lines import read_lines, scan_lines
 from elmo_fast.jobs.segments import merge, prepare, read_state, segment_path, write_segment
 from elmo_fast.jobs.spec import Embedder, build_spec, model_fingerprint, round_segment_size
+
+logger = logging.getLogger(__name__)
 
 
 def embed_records(
@@ -92,6 +95,8 @@ def run_embed_file(
         # The state the next segment starts from: after the last complete one, else the run's start.
         source = segment_path(parts, done - 1) if done else parts / "initial-state.h5"
         bilm.carried_state = read_state(source, embedder.device) if source.exists() else None
+    if done:
+        logger.info("resuming %s after %d complete segment(s) of %d sentences", parts, done, segment_size)
     start = done * segment_size
     lines = read_lines(input_path, encoding_errors)
     for _ in range(min(start, total)):
@@ -114,5 +119,6 @@ def run_embed_file(
             index += len(chunk)
             write_segment(segment_path(parts, segment), records, bilm.carried_state if carry else None)
             segment += 1
+    logger.debug("merging %d segment(s) into %s", segment, output)
     merge(parts, segment, output, spec)
     shutil.rmtree(parts)

@@ -30,6 +30,7 @@ On a cluster, every node needs elmo_fast installed, the model files at the same 
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -47,6 +48,8 @@ from elmo_fast.jobs.local import embed_records
 from elmo_fast.jobs.segments import merge, prepare, segment_complete, segment_path, write_segment
 from elmo_fast.jobs.spec import build_spec, check_job_options, model_fingerprint, round_segment_size
 from elmo_fast.weights import PathLike
+
+logger = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
 RAY_STATES = ("zero", "warm")
@@ -315,6 +318,7 @@ def _run_pool(
     pending = -(-total // job["segment_size"]) - len(finished)
     workers, resources, threads = _plan_workers(ray, num_workers, gpus_per_worker)
     workers = min(workers, pending)
+    logger.info("Ray: %d worker(s) with %s for %d segment(s)", workers, resources, pending)
     job = dict(job, device="cuda" if resources.get("num_gpus") else "cpu")
     remote = ray.remote(SegmentWorker).options(max_restarts=max_retries, max_task_retries=max_retries, **resources)
     options_file, weight_file = (None if f is None else str(Path(f).resolve()) for f in (options_file, weight_file))

@@ -15,6 +15,7 @@ lookup (:func:`call`). The registry, not the implementations, owns three things:
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 import weakref
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 import torch
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 FLOAT32_ONLY: frozenset[torch.dtype] = frozenset({torch.float32})
 """The dtypes the compiled CPU ops run."""
@@ -193,6 +195,7 @@ class WeightCache:
             if entry is None:
                 for source in sources:
                     weakref.finalize(source, self._entries.pop, key, None)
+            logger.debug("weight cache: making %s for %d weight tensor(s)", kind[0], len(sources))
             with torch.no_grad():
                 entry = (stamp, make(*(s.detach() for s in sources)))
             self._entries[key] = entry

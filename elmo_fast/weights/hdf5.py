@@ -20,6 +20,7 @@ What can and cannot be detected in ``weights.hdf5``:
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ from elmo_fast.weights.tensors import (
     LstmLayerWeights,
     expected_shapes,
 )
+
+logger = logging.getLogger(__name__)
 
 CHECKSUM: dict[str, bool] = {"fletcher32": True}
 """``create_dataset`` keywords for every weight dataset elmo_fast writes: a standard HDF5 filter
@@ -108,6 +111,7 @@ def load_weights(options_file: PathLike, weight_file: PathLike) -> ElmoWeights:
     """Load a model from ``options.json`` + ``weights.hdf5`` into fp32 CPU tensors."""
     options = load_options(options_file) if not isinstance(options_file, ElmoOptions) else options_file
     a = _read_datasets(Path(weight_file), options)
+    logger.debug("loaded %d datasets from %s", len(a), weight_file)
 
     def t(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
