@@ -224,13 +224,7 @@ def embed_file_ray(
         RayJobFailed: a worker failed to start or died more than ``max_retries`` times; finished
             segments are kept for ``resume``.
     """
-    from elmo_fast.embedder import ElmoEmbedder
-
-    if state not in RAY_STATES:
-        raise ValueError(
-            f"state must be one of {RAY_STATES}, not {state!r}"
-            + (f": {CARRY_REASON}; use the local engine (ElmoEmbedder.embed_file) for 'carry'" if state == "carry" else "")
-        )
+    _check_ray_state(state)
     check_job_options(
         state=state, output_format=output_format, batch_size=batch_size, encoding_errors=encoding_errors,
         bucket=bucket, max_tokens=max_tokens,
@@ -242,9 +236,7 @@ def embed_file_ray(
     seen: set[str] = set()
     total = sum(scan_lines(f, encoding_errors, unique=use_sentence_keys, seen=seen) for f in files)
     del seen
-    embedder = ElmoEmbedder(options_file, weight_file, state=state, backend=backend)
-    fingerprint = model_fingerprint(embedder)
-    del embedder
+    fingerprint = _driver_fingerprint(options_file, weight_file, state, backend)
     spec = build_spec(
         input_path, files, model=fingerprint, state=state, output_format=output_format, batch_size=batch_size,
         segment_size=segment_size, forget_sentences=forget_sentences, use_sentence_keys=use_sentence_keys,
@@ -254,31 +246,14 @@ def embed_file_ray(
     prepare(parts, spec, resume, None)
     n_segments = -(-total // segment_size)
     finished = {k for k in range(n_segments) if segment_complete(segment_path(parts, k))}
-    workers = 0
     start = time.perf_counter()
+    workers = 0
     if len(finished) < n_segments:
-        job = {
-            "state": state,
-            "backend": backend,
-            "segment_size": segment_size,
-            "batch_size": batch_size,
-            "output_format": output_format,
-            "use_sentence_keys": use_sentence_keys,
-            "bucket": bucket,
-            "max_tokens": max_tokens,
-        }
-        started = not ray.is_initialized()
-        if started:
-            ray.init(address=address)
-        try:
-            workers = _run_pool(
-                ray, files, parts, job, finished, total, options_file, weight_file, fingerprint,
-                encoding_errors=encoding_errors, num_workers=num_workers, gpus_per_worker=gpus_per_worker,
-                max_retries=max_retries, progress=progress, crash_at=_crash_at,
-            )  # fmt: skip
-        finally:
-            if started:
-                ray.shutdown()
+        fields = ("state", "segment_size", "batch_size", "output_format", "use_sentence_keys", "bucket", "max_tokens")
+        job = {"backend": backend, **{name: getattr(spec, name) for name in fields}}
+        pool_args = (files, parts, job, finished, total, options_file, weight_file, fingerprint)
+        workers = _with_ray(ray, address, pool_args, encoding_errors=encoding_errors, num_workers=num_workers,
+                            gpus_per_worker=gpus_per_worker, max_retries=max_retries, progress=progress, crash_at=_crash_at)
     merging = time.perf_counter()
     merge(parts, n_segments, output, spec)
     shutil.rmtree(parts)
@@ -290,6 +265,33 @@ def embed_file_ray(
         embed_seconds=merging - start,
         merge_seconds=time.perf_counter() - merging,
     )
+
+
+def _check_ray_state(state: str) -> None:
+    if state not in RAY_STATES:
+        raise ValueError(
+            f"state must be one of {RAY_STATES}, not {state!r}"
+            + (f": {CARRY_REASON}; use the local engine (ElmoEmbedder.embed_file) for 'carry'" if state == "carry" else "")
+        )
+
+
+def _driver_fingerprint(options_file: PathLike | None, weight_file: PathLike | None, state: str, backend: str) -> str:
+    """The model's fingerprint as the driver loads it (every worker must load the same)."""
+    from elmo_fast.embedder import ElmoEmbedder
+
+    return model_fingerprint(ElmoEmbedder(options_file, weight_file, state=state, backend=backend))
+
+
+def _with_ray(ray: ModuleType, address: str | None, pool_args: tuple, **options) -> int:
+    """:func:`_run_pool` inside this process's Ray (started at ``address`` and shut down if not running)."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address)
+    try:
+        return _run_pool(ray, *pool_args, **options)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _run_pool(
