@@ -190,6 +190,15 @@ def _check_output(args: argparse.Namespace) -> None:
         )
 
 
+def _file_job_options(args: argparse.Namespace) -> dict:
+    """The options both engines' file jobs take, from ``embed``'s arguments."""
+    return dict(
+        output_format=args.format, batch_size=args.batch_size, forget_sentences=args.forget_sentences,
+        use_sentence_keys=args.use_sentence_keys, resume=args.resume, encoding_errors=args.encoding_errors,
+        segment_size=args.checkpoint_every, max_tokens=args.max_tokens, progress=not args.quiet,
+    )
+
+
 def _embed_ray(args: argparse.Namespace) -> int:
     """``--engine ray``: :func:`elmo_fast.jobs.embed_file_ray` with the command's options."""
     from elmo_fast.jobs import CARRY_REASON, RayJobFailed, RayUnavailable, embed_file_ray, require_ray
@@ -211,24 +220,8 @@ def _embed_ray(args: argparse.Namespace) -> int:
     _check_output(args)
     try:
         report = embed_file_ray(
-            args.input,
-            args.output,
-            args.options,
-            args.weights,
-            state=args.state,
-            output_format=args.format,
-            batch_size=args.batch_size,
-            forget_sentences=args.forget_sentences,
-            use_sentence_keys=args.use_sentence_keys,
-            resume=args.resume,
-            encoding_errors=args.encoding_errors,
-            segment_size=args.checkpoint_every,
-            bucket=not args.no_bucket,
-            max_tokens=args.max_tokens,
-            backend=args.backend,
-            num_workers=args.num_workers,
-            address=args.address,
-            progress=not args.quiet,
+            args.input, args.output, args.options, args.weights, state=args.state, backend=args.backend,
+            bucket=not args.no_bucket, num_workers=args.num_workers, address=args.address, **_file_job_options(args),
         )
     except RayJobFailed as exc:
         raise CliError(str(exc)) from None
@@ -272,20 +265,7 @@ def _embed_checked(args: argparse.Namespace) -> int:
         weight_precision=args.weight_precision,
         **limit,
     )
-    embedder.embed_file(
-        args.input,
-        args.output,
-        output_format=args.format,
-        batch_size=args.batch_size,
-        forget_sentences=args.forget_sentences,
-        use_sentence_keys=args.use_sentence_keys,
-        resume=args.resume,
-        encoding_errors=args.encoding_errors,
-        segment_size=args.checkpoint_every,
-        progress=not args.quiet,
-        bucket=False if args.no_bucket else None,
-        max_tokens=args.max_tokens,
-    )
+    embedder.embed_file(args.input, args.output, bucket=False if args.no_bucket else None, **_file_job_options(args))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -96,6 +96,16 @@ def pack_conv_weights(
     return packed, widths, torch.cat([b.to(dtype) for b in conv_biases])
 
 
+def char_cnn_tiles(filters: int) -> dict[str, int]:
+    """The launch configuration of :func:`char_cnn_fwd` for ``filters`` filters: tokens per program
+    ``BN``, filters per program ``BF`` and ``num_warps``."""
+    # NOTE: 64 positions (50 used) x 2 tokens = 128 rows per product, and 128 filters: with d = 16
+    # each tap is a [128, 16] x [16, 128] bf16 product. Filters are grouped by width in the model
+    # (1, 2, ..., 7), so most filter blocks loop over fewer than 7 taps. Design choice, not measured.
+    # The interpreter pays a fixed cost per program, so it takes 16 tokens at a time.
+    return {"BN": 16 if interpreting() else 2, "BF": block(filters, hi=128), "num_warps": 8}
+
+
 def char_cnn_fwd(
     char_ids: torch.Tensor,
     char_embed: torch.Tensor,
@@ -118,16 +128,11 @@ def char_cnn_fwd(
     y = char_embed.new_empty(num_tokens, filters)
     if num_tokens == 0:
         return y
-    # NOTE: 64 positions (50 used) x 2 tokens = 128 rows per product, and 128 filters: with d = 16
-    # each tap is a [128, 16] x [16, 128] bf16 product. Filters are grouped by width in the model
-    # (1, 2, ..., 7), so most filter blocks loop over fewer than 7 taps. Design choice, not measured.
-    # The interpreter pays a fixed cost per program, so it takes 16 tokens at a time.
-    tokens_per_program = 16 if interpreting() else 2
-    filter_block = block(filters, hi=128)
-    grid = (triton.cdiv(num_tokens, tokens_per_program), triton.cdiv(filters, filter_block))
+    tiles = char_cnn_tiles(filters)
+    grid = (triton.cdiv(num_tokens, tiles["BN"]), triton.cdiv(filters, tiles["BF"]))
     char_cnn_fwd_kernel[grid](
         ids=char_ids.contiguous(), char_embed=char_embed.contiguous(), w=w, widths=widths, bias=bias, y=y,
         N=num_tokens, L=slots, E=embed_dim, F=filters, DE=w.shape[1], BL=triton.next_power_of_2(slots),
-        BN=tokens_per_program, BF=filter_block, ACTIVATION=activation, num_warps=8, **dot_flags(char_embed.dtype),
+        BN=tiles["BN"], BF=tiles["BF"], ACTIVATION=activation, num_warps=tiles["num_warps"], **dot_flags(char_embed.dtype),
     )
     return y
