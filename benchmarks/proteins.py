@@ -13,7 +13,7 @@ calls; the row keeps every time and reports residues/s from the fastest. Cases n
 
 ``rss``: writes a FASTA file of ``--records`` sequences of about ``--mean-length`` residues (five of them
 replaced by 5,000-residue ones, ``--long-records``/``--long-length``) and embeds
-it with :func:`elmo_fast.fasta_job.run_embed_fasta` (per-residue, all layers) while a thread samples
+it with :func:`elmo_fast.jobs.fasta.run_embed_fasta` (per-residue, all layers) while a thread samples
 the process's resident memory, each sample marked ``embed`` or ``merge`` (the merge's temporary file
 exists); the model is the bundled one unless ``--config`` names a random-weight
 size. Flat memory means the samples stop growing after the first segments.
@@ -104,7 +104,7 @@ def _rss_mb() -> float:
 
 def rss(args: argparse.Namespace) -> dict:
     """Resident memory sampled every ``--interval`` s while a FASTA file is embedded."""
-    from elmo_fast.fasta_job import run_embed_fasta
+    from elmo_fast.jobs.fasta import run_embed_fasta
 
     rng = random.Random(1)
     if args.config == "bundled":

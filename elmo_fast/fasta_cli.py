@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from elmo_fast.fasta import KEY_MODES
-from elmo_fast.fasta_job import DEFAULT_MAX_TOKENS, DEFAULT_WINDOW_RESIDUES
+from elmo_fast.jobs.fasta import DEFAULT_MAX_TOKENS, DEFAULT_WINDOW_RESIDUES
 
 # Text-only options of `embed` that mean nothing for FASTA input, refused rather than ignored.
 _TEXT_ONLY = {"use_sentence_keys": "--use-sentence-keys", "forget_sentences": "--forget-sentences", "no_bucket": "--no-bucket"}
@@ -59,7 +59,7 @@ def check_input_format(args: argparse.Namespace) -> None:
 
 def embed_fasta_command(args: argparse.Namespace, embedder) -> int:
     """Run ``elmo-fast embed --input-format fasta`` with an embedder built from the command's options."""
-    from elmo_fast.fasta_job import run_embed_fasta
+    from elmo_fast.jobs.fasta import run_embed_fasta
 
     run_embed_fasta(
         embedder,

@@ -14,9 +14,9 @@ pytest.importorskip("Bio")
 
 from elmo_fast import ElmoEmbedder  # noqa: E402
 from elmo_fast.cli import main  # noqa: E402
-from elmo_fast.embed_job import ResumeError  # noqa: E402
+from elmo_fast.jobs import ResumeError  # noqa: E402
 from elmo_fast.fasta import FastaError, clean_sequence, hdf5_key, scan_fasta  # noqa: E402
-from elmo_fast.fasta_job import embed_pairs, reduce_per_protein, run_embed_fasta  # noqa: E402
+from elmo_fast.jobs.fasta import embed_pairs, reduce_per_protein, run_embed_fasta  # noqa: E402
 from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close  # noqa: E402
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
@@ -175,7 +175,7 @@ def test_carry_state_refused(tmp_path):
 
 
 def test_resume_after_a_kill_gives_the_same_file(tmp_path, zero_embedder, monkeypatch):
-    import elmo_fast.fasta_job as fasta_job
+    import elmo_fast.jobs.fasta as fasta_job
 
     write_fasta(tmp_path / "in.fa")
     options = dict(max_tokens=200, window_residues=150, progress=False)

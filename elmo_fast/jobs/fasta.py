@@ -9,7 +9,7 @@ results come back in input order; a 5,000-residue protein is one window and one 
 
 ``run_embed_fasta`` writes one dataset per record. It checks the whole file first
 (:func:`elmo_fast.fasta.scan_fasta`: nothing is written for a bad file), checkpoints each window as
-a segment in ``OUTPUT.parts/`` through :mod:`elmo_fast.embed_job`'s segment functions (``resume``
+a segment in ``OUTPUT.parts/`` through :mod:`elmo_fast.jobs.segments`' functions (``resume``
 continues a killed run, a changed file, model or option is refused) and merges the segments into
 ``OUTPUT`` at the end.
 
@@ -25,28 +25,27 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from elmo_fast.batching import BUCKET_STATES, plan_batches
-from elmo_fast.embed_job import (
-    MERGE_REOPEN_EVERY,
-    model_fingerprint,
-    prepare_parts,
-    read_segment,
-    segment_path,
-    write_segment,
-)
-from elmo_fast.embedder import OUTPUT_FORMATS
 from elmo_fast.fasta import FastaRecord, check_pairs, read_fasta, record_key, scan_fasta
+from elmo_fast.jobs.segments import MERGE_REOPEN_EVERY, prepare, read_segment, segment_path, write_segment
+from elmo_fast.jobs.spec import OUTPUT_FORMATS, model_fingerprint
 
-if TYPE_CHECKING:
-    from elmo_fast.embedder import ElmoEmbedder
+
+class ProteinEmbedder(Protocol):
+    """What a protein job needs of an :class:`~elmo_fast.ElmoEmbedder` (the jobs do not import it)."""
+
+    elmo_bilm: Any
+
+    def embed_batch(self, batch: Sequence[Sequence[str]]) -> list[np.ndarray]: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def _shape(array: np.ndarray, output_format: str, per_protein: bool) -> np.ndarr
     return array
 
 
-def check_options(embedder: ElmoEmbedder, output_format: str, per_protein: bool, batch_size: int, max_tokens: int | None) -> None:
+def check_options(embedder: ProteinEmbedder, output_format: str, per_protein: bool, batch_size: int, max_tokens: int | None) -> None:
     """Reject options a protein job cannot run with, each error saying what to change."""
     state = embedder.elmo_bilm.state
     if state not in BUCKET_STATES:
@@ -107,7 +106,7 @@ def _windows(items: Iterable, size_of: Callable[[object], int], budget: int) -> 
 
 
 def embed_window(
-    embedder: ElmoEmbedder,
+    embedder: ProteinEmbedder,
     sequences: list[str],
     *,
     output_format: str = "all",
@@ -131,7 +130,7 @@ def embed_window(
 
 
 def embed_pairs(
-    embedder: ElmoEmbedder,
+    embedder: ProteinEmbedder,
     pairs: Iterable[tuple[str, str]],
     *,
     output_format: str = "all",
@@ -176,7 +175,7 @@ class FastaJobSpec:
 
 def _merge_fasta(parts: Path, segments: int, output: Path, per_protein: bool) -> None:
     """One dataset per record from the segments, with ``original_id`` and ``header`` attributes;
-    the file is reopened every ``MERGE_REOPEN_EVERY`` datasets (see :mod:`elmo_fast.embed_job`)."""
+    the file is reopened every ``MERGE_REOPEN_EVERY`` datasets (see :mod:`elmo_fast.jobs.segments`)."""
     import h5py
 
     records = (record for index in range(segments) for record in read_segment(segment_path(parts, index)))
@@ -199,7 +198,7 @@ def _merge_fasta(parts: Path, segments: int, output: Path, per_protein: bool) ->
 
 
 def run_embed_fasta(
-    embedder: ElmoEmbedder,
+    embedder: ProteinEmbedder,
     input_path: Path,
     output: Path,
     *,
@@ -225,7 +224,7 @@ def run_embed_fasta(
     options = (output_format, per_protein, key_by, batch_size, max_tokens, window_residues)
     spec = FastaJobSpec(*identity, *options, embedder.elmo_bilm.state, model_fingerprint(embedder))
     parts = output.with_name(output.name + ".parts")
-    done = prepare_parts(parts, spec, resume, None)
+    done = prepare(parts, spec, resume, None)
     windows = _windows(read_fasta(input_path), lambda record: len(record.sequence), window_residues)
     skipped = 0
     with tqdm(total=scan.residues, unit="res", unit_scale=True, disable=not progress, desc="embedding") as bar:
@@ -244,7 +243,7 @@ def run_embed_fasta(
 
 
 def _embed_segment(
-    embedder: ElmoEmbedder, window: list[FastaRecord], parts: Path, index: int, spec: FastaJobSpec, on_residues
+    embedder: ProteinEmbedder, window: list[FastaRecord], parts: Path, index: int, spec: FastaJobSpec, on_residues
 ) -> None:
     arrays = embed_window(
         embedder,
