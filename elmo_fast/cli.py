@@ -31,6 +31,8 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument("output", type=Path, help="output hdf5 file")
     embed.add_argument("--options", "--options-file", dest="options", type=Path, help="options.json of the model")
     embed.add_argument("--weights", "--weight-file", dest="weights", type=Path, help="weights.hdf5 of the model")
+    embed.add_argument("--model", default=None, help="a model name (`elmo-fast models list`), fetched on first use")
+    embed.add_argument("--offline", action="store_true", help="with --model: no network, use the cache only")
     fmt = embed.add_mutually_exclusive_group()
     fmt.add_argument("--all", dest="format", action="store_const", const="all", help="all layers (default)")
     fmt.add_argument("--top", dest="format", action="store_const", const="top", help="top layer only")
@@ -116,9 +118,11 @@ def _build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--seed", type=int, default=0)
 
     sub.add_parser("env", help="print versions and which backends loaded (and why the others did not)")
+    from elmo_fast.models.cli import add_model_commands
     from elmo_fast.train.cli import add_train_commands
 
     add_train_commands(sub)
+    add_model_commands(sub)
     return parser
 
 
@@ -198,6 +202,12 @@ def _embed(args: argparse.Namespace) -> int:
 
     if (args.options is None) != (args.weights is None):
         raise CliError("give both --options and --weights, or neither (bundled default model)")
+    if args.model is not None:
+        from elmo_fast.models import resolve
+
+        if args.options is not None:
+            raise CliError("give --model or --options/--weights, not both")
+        args.options, args.weights = resolve(args.model, offline=args.offline or None, progress=not args.quiet)
     if args.engine == "ray":
         if args.weight_precision != "fp32":
             raise CliError("--weight-precision is for the local engine (it lowers batch-1 latency); the Ray engine runs fp32")

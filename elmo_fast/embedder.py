@@ -33,7 +33,8 @@ class ElmoEmbedder:
     """Raw biLM layers for tokenised sentences (no scalar mix, no dropout), as numpy arrays.
 
     Args:
-        options_file, weight_file: the model files; both None uses the bundled default model.
+        options_file, weight_file: the model files; both None uses the bundled default model; a model
+            name (`elmo-fast models list`) or folder as options_file with weight_file None fetches it.
         cuda_device: AllenNLP's GPU index (-1 = CPU); ``device`` overrides it.
         state: ``"carry"`` (default, AllenNLP parity: each batch row starts from the state its
             predecessor row left; the embedder never resets on its own), ``"zero"`` (every

@@ -29,13 +29,18 @@ def load_bilm(
     weight_precision: str = "fp32",
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
 ) -> BiLm:
-    """Build a :class:`BiLm` from files (both None: the bundled default model) on ``device``."""
-    if (options_file is None) != (weight_file is None):
-        raise ValueError("give both options_file and weight_file, or neither (for the bundled default model)")
+    """Build a :class:`BiLm` from files on ``device``: both None is the bundled default model; a
+    model name (or a folder) with ``weight_file=None`` is fetched by :func:`elmo_fast.models.resolve`."""
+    if options_file is None and weight_file is not None:
+        raise ValueError("give both options_file and weight_file, a model name alone, or neither (bundled default model)")
     if options_file is None:
         from elmo_fast.default_model import default_model_files
 
         options_file, weight_file = default_model_files()
+    elif weight_file is None:
+        from elmo_fast.models import resolve
+
+        options_file, weight_file = resolve(options_file)
     weights = load_weights(options_file, weight_file)
     bilm = BiLm(
         weights,
@@ -63,7 +68,8 @@ class Elmo(nn.Module):
     "mask": (B, T) bool}``. Dropout applies in training mode, as in AllenNLP (call ``.eval()``).
 
     Args:
-        options_file, weight_file: the model files; both None uses the bundled default model.
+        options_file, weight_file: the model files; both None uses the bundled default model; a model
+            name (`elmo-fast models list`) or folder as options_file with weight_file None fetches it.
         num_output_representations: N, one ScalarMix each (``scalar_mix_{k}`` in the state dict).
         requires_grad: train the biLM's weights too.
         do_layer_norm: AllenNLP's batch-wide layer norm before mixing (``"token"``: per position,
