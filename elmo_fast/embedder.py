@@ -93,9 +93,10 @@ class ElmoEmbedder:
     @torch.no_grad()
     def batch_to_embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed a batch: activations ``(B, L + 1, T, 2P)`` (boundaries removed) and mask ``(B, T)``."""
-        from elmo_fast import batch_to_ids
+        from elmo_fast import _check_batch
 
-        char_ids = batch_to_ids(batch).to(self.device)
+        _check_batch(batch)
+        char_ids = self.elmo_bilm.batch_to_ids(batch).to(self.device)
         out = self.elmo_bilm(char_ids)
         layers = []
         mask = None

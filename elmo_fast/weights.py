@@ -58,6 +58,25 @@ class ElmoOptions:
     activation: str = "relu"
     n_characters: int = 262
     max_characters_per_token: int = 50
+    lexicon_file: str | None = None
+    """A character lexicon (:mod:`elmo_fast.reference.lexicon_ids`) in place of bilm-tf's byte ids:
+    set for converted ELMoForManyLangs models (``options.json`` section ``vocabulary``)."""
+    n_words: int = 0
+    """Rows of the word table ``word_proj`` ``(n_words, P)`` added to the token embedding (0: none);
+    its ids then travel as a 51st slot after the 50 character ids."""
+    bos_ids: tuple[int, ...] | None = None
+    eos_ids: tuple[int, ...] | None = None
+    """The ids of the sentence-boundary tokens (None: bilm-tf's ``<S>`` / ``</S>``)."""
+
+    @property
+    def id_width(self) -> int:
+        """Ids per token: 50 character slots, plus the word id when the model has a word table."""
+        return self.max_characters_per_token + (1 if self.n_words else 0)
+
+    @property
+    def char_rows(self) -> int:
+        """Rows of ``char_embed`` in the weight file (id 0, padding, is not stored)."""
+        return self.n_characters - 1 if self.lexicon_file else N_CHAR_ROWS - 1
 
     @property
     def n_filters(self) -> int:
@@ -71,7 +90,7 @@ class ElmoOptions:
 
     def to_json_dict(self) -> dict:
         """The ``options.json`` content for these options."""
-        return {
+        out = {
             "lstm": {
                 "use_skip_connections": self.use_skip_connections,
                 "projection_dim": self.projection_dim,
@@ -89,6 +108,15 @@ class ElmoOptions:
                 "max_characters_per_token": self.max_characters_per_token,
             },
         }
+        if self.lexicon_file:
+            out["vocabulary"] = {
+                "type": "lexicon",
+                "file": Path(self.lexicon_file).name,
+                "n_words": self.n_words,
+                "bos_ids": list(self.bos_ids or ()),
+                "eos_ids": list(self.eos_ids or ()),
+            }
+        return out
 
     @classmethod
     def from_json_dict(cls, data: dict, source: str = "<options>") -> ElmoOptions:
@@ -134,7 +162,8 @@ class ElmoOptions:
         if any(w > max_chars for w, _ in filters):
             raise WeightFileError(f"{source}: a filter is wider than max_characters_per_token={max_chars}: {raw_filters!r}")
         n_characters = positive_int(get("char_cnn", "n_characters", 262, required=False), "char_cnn.n_characters")
-        if n_characters not in (261, 262):
+        vocabulary = _vocabulary(data.get("vocabulary"), source, n_characters)
+        if n_characters not in (261, 262) and not vocabulary:
             raise WeightFileError(f"{source}: char_cnn.n_characters={n_characters} is unsupported (must be 261 or 262)")
         activation = get("char_cnn", "activation", "relu", required=False)
         if activation not in ("relu", "tanh"):
@@ -158,7 +187,33 @@ class ElmoOptions:
             activation=activation,
             n_characters=n_characters,
             max_characters_per_token=max_chars,
+            **vocabulary,
         )
+
+
+def _vocabulary(block, source: str, n_characters: int) -> dict:
+    """The ``vocabulary`` section of ``options.json`` as :class:`ElmoOptions` fields ({} when absent)."""
+    if block is None:
+        return {}
+    if not isinstance(block, dict) or block.get("type") != "lexicon" or not isinstance(block.get("file"), str):
+        raise WeightFileError(f"{source}: vocabulary must be {{\"type\": \"lexicon\", \"file\": ...}}, got {block!r}")
+    n_words = block.get("n_words", 0)
+    if isinstance(n_words, bool) or not isinstance(n_words, int) or n_words < 0:
+        raise WeightFileError(f"{source}: vocabulary.n_words must be a non-negative integer, got {n_words!r}")
+    width = 50 + (1 if n_words else 0)
+    ids = {}
+    for key in ("bos_ids", "eos_ids"):
+        value = block.get(key)
+        if not isinstance(value, list) or len(value) != width or not all(isinstance(v, int) and v >= 0 for v in value):
+            raise WeightFileError(f"{source}: vocabulary.{key} must be {width} non-negative integers, got {value!r}")
+        if max(value[:50]) >= n_characters or (n_words and value[50] >= n_words):
+            raise WeightFileError(f"{source}: vocabulary.{key} has an id outside the tables: {value!r}")
+        ids[key] = tuple(value)
+    base = Path(source).parent if source != "<options>" else Path(".")
+    lexicon = base / block["file"]
+    if not lexicon.is_file():
+        raise WeightFileError(f"{source}: the character lexicon {lexicon} named by vocabulary.file is missing")
+    return {"lexicon_file": str(lexicon), "n_words": n_words, **ids}
 
 
 @dataclass
@@ -182,6 +237,9 @@ class CharCNNWeights:
     highway: list[HighwayWeights]
     proj_weight: torch.Tensor
     proj_bias: torch.Tensor
+    word_proj: torch.Tensor | None = None
+    """``(n_words, P)``: a word-embedding table already multiplied by its share of the projection
+    (ELMoForManyLangs' word embeddings), added to the projected char-CNN output."""
 
 
 @dataclass
@@ -217,6 +275,8 @@ class ElmoWeights:
                 out[f"highway_{k}_{name}"] = t
         out["proj_weight"] = self.char_cnn.proj_weight
         out["proj_bias"] = self.char_cnn.proj_bias
+        if self.char_cnn.word_proj is not None:
+            out["word_proj"] = self.char_cnn.word_proj
         for layer, lw in enumerate(self.lstm):
             for name in ("w_ih", "w_hh", "bias", "w_proj"):
                 out[f"lstm_{layer}_{name}"] = getattr(lw, name)
@@ -235,6 +295,7 @@ class ElmoWeights:
             ],
             proj_weight=t["proj_weight"],
             proj_bias=t["proj_bias"],
+            word_proj=t.get("word_proj"),
         )
         lstm = [
             LstmLayerWeights(*(t[f"lstm_{layer}_{n}"] for n in ("w_ih", "w_hh", "bias", "w_proj")))
@@ -263,7 +324,9 @@ def save_options(options: ElmoOptions, path: PathLike) -> None:
 def expected_shapes(options: ElmoOptions) -> dict[str, tuple[int, ...]]:
     """Every dataset of the bilm-tf weight file and its shape under ``options``."""
     d, f, p, c = options.char_embed_dim, options.n_filters, options.projection_dim, options.cell_dim
-    shapes: dict[str, tuple[int, ...]] = {"char_embed": (N_CHAR_ROWS - 1, d)}
+    shapes: dict[str, tuple[int, ...]] = {"char_embed": (options.char_rows, d)}
+    if options.n_words:
+        shapes["word_proj"] = (options.n_words, p)
     for i, (width, num) in enumerate(options.filters):
         shapes[f"CNN/W_cnn_{i}"] = (1, width, d, num)
         shapes[f"CNN/b_cnn_{i}"] = (num,)
@@ -414,6 +477,7 @@ def load_weights(options_file: PathLike, weight_file: PathLike) -> ElmoWeights:
         ],
         proj_weight=t(a["CNN_proj/W_proj"]),
         proj_bias=t(a["CNN_proj/b_proj"]),
+        word_proj=t(a["word_proj"]) if options.n_words else None,
     )
     p, c = options.projection_dim, options.cell_dim
     layers = []
@@ -461,6 +525,8 @@ def save_weights(weights: ElmoWeights, weight_file: PathLike, options_file: Path
         data[f"CNN_high_{k}/b_carry"] = n(hw.b_carry)
     data["CNN_proj/W_proj"] = n(cnn.proj_weight)
     data["CNN_proj/b_proj"] = n(cnn.proj_bias)
+    if cnn.word_proj is not None:
+        data["word_proj"] = n(cnn.word_proj)
     for layer, lw in enumerate(weights.lstm):
         for r in range(2):
             prefix = LSTM_PREFIX.format(r=r, layer=layer)

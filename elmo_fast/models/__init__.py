@@ -79,6 +79,8 @@ def resolve(name_or_path: str | os.PathLike, *, offline: bool | None = None, pro
         if not (options.is_file() and weights.is_file()):
             raise ModelUnavailable(f"{path}: a model folder must hold options.json and weights.hdf5")
         return options, weights
+    if path.is_file():
+        raise ValueError(f"{path} is a file: give both options_file and weight_file, or a model name or folder alone")
     entry = find(str(name_or_path))
     if entry is None:
         names = ", ".join(sorted(e.name for e in REGISTRY.values() if not e.name.startswith("manylangs-")))

@@ -158,12 +158,18 @@ class Elmo(nn.Module):
         """Forget the carried biLM state (``state="carry"``)."""
         self._elmo_lstm.reset_states()
 
+    def batch_to_ids(self, batch: Sequence[Sequence[str]]) -> torch.Tensor:
+        """This model's input ids for a batch of tokenised sentences (:meth:`BiLm.batch_to_ids`:
+        :func:`elmo_fast.batch_to_ids` for bilm-tf models, the lexicon's ids for converted ones)."""
+        return self._elmo_lstm.batch_to_ids(batch)
+
     def forward(self, inputs: torch.Tensor, word_inputs: torch.Tensor | None = None) -> dict[str, Any]:
         """Embed character ids; see the class docstring for shapes."""
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(f"inputs must be a torch.Tensor of character ids (see batch_to_ids), got {type(inputs).__name__}")
-        if inputs.dim() < 3 or inputs.shape[-1] != 50:
-            raise ValueError(f"inputs must have shape (..., T, 50), got {tuple(inputs.shape)}")
+        width = self._elmo_lstm.options.id_width
+        if inputs.dim() < 3 or inputs.shape[-1] != width:
+            raise ValueError(f"inputs must have shape (..., T, {width}), got {tuple(inputs.shape)}")
         if inputs.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise TypeError(f"inputs must hold integer character ids, got dtype {inputs.dtype}")
         original_shape = inputs.shape
