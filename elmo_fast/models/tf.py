@@ -15,6 +15,11 @@ LSTMCell/{W_0,B,W_P_0}``); values are copied unchanged. Optimizer slots, the sof
 tensor shapes; the clip values and skip connections are not stored in a checkpoint: they come from
 ``options_file`` (bilm-tf writes ``options.json`` next to its checkpoints), else the published
 models' values (clip 3, skip connections on) with a warning.
+
+NOTE: TensorFlow and Triton each load LLVM; importing TensorFlow *before* Triton in one process
+aborts it ("Option ... registered more than once", seen with tensorflow-cpu 2.21.0 and the Triton
+this project pins). ``elmo-fast convert tf`` runs in a process of its own; in a Python session that
+also uses the Triton backend, import Triton (or run elmo_fast on it) first, or convert in a subprocess.
 """
 from __future__ import annotations
 
@@ -73,6 +78,9 @@ def checkpoint_prefix(path: PathLike) -> str:
 
 def read_checkpoint(path: PathLike) -> dict[str, np.ndarray]:
     """Every ELMo tensor of a checkpoint under its ``dump_weights`` name."""
+    prefix = Path(path)
+    if not prefix.exists() and not Path(str(prefix) + ".index").is_file():
+        raise WeightFileError(f"{prefix}: no TensorFlow checkpoint here (neither a folder nor PREFIX.index)")
     try:
         import tensorflow as tf
     except ImportError:
