@@ -248,3 +248,10 @@ def test_a_folder_resolves_to_its_files():
 
 def test_download_error_is_an_oserror():
     assert issubclass(DownloadError, OSError) and issubclass(ModelUnavailable, OSError)
+
+
+def test_readme_table_is_the_models_list_output():
+    from elmo_fast.models.cli import format_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert format_table() in readme

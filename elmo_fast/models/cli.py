@@ -50,10 +50,10 @@ def format_table(with_urls: bool = False) -> str:
     """The registry as a Markdown table (the README's table is this output)."""
     from elmo_fast.models import list_models
 
-    head = ["name", "language", "domain", "size", "format"] + (["files", "source"] if with_urls else [])
+    head = ["name", "language", "domain", "size", "format", "source"] + (["files", "found in"] if with_urls else [])
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in list_models():
-        cells = [f"`{e.name}`", e.language, e.domain, e.size, e.format]
+        cells = [f"`{e.name}`", e.language, e.domain, e.size, e.format, e.publisher]
         if with_urls:
             cells += ["<br>".join(f.url for f in e.files), e.source]
         rows.append("| " + " | ".join(cells) + " |")

@@ -47,6 +47,8 @@ class ModelEntry:
     format: str
     files: tuple[ModelFile, ...]
     source: str
+    publisher: str = ""
+    """Who publishes the files (the short source column of ``elmo-fast models list``)."""
     notes: str = ""
     aliases: tuple[str, ...] = field(default=())
 
@@ -70,6 +72,7 @@ def _allennlp(name: str, folder: str, stem: str, size: str, *, language="English
             ModelFile("weights.hdf5", f"{base}/{folder}/{weights or stem + '_weights.hdf5'}"),
         ),
         source=source,
+        publisher="AllenNLP",
         aliases=aliases,
     )
 
@@ -100,6 +103,7 @@ _ALLENNLP = [
             ModelFile("weights.hdf5", f"{ALLENNLP_S3}/contributed/pt/elmo_pt_weights.hdf5"),
         ),
         source=SOURCE_ALLENNLP,
+        publisher="AllenNLP (contributed)",
         aliases=("pt",),
     ),
 ]
@@ -119,6 +123,7 @@ _SEQVEC = ModelEntry(
                   mirrors=(f"{_SEQVEC_MIRROR}/weights.hdf5",)),
     ),
     source=SOURCE_SEQVEC,
+    publisher="Rostlab / bio_embeddings",
     notes="tokens are single amino-acid letters (SeqVec embeds a protein as one sentence of residues)",
 )
 
@@ -146,6 +151,7 @@ _MANYLANGS = [
         format="manylangs",
         files=(ModelFile("model.zip", f"http://vectors.nlpl.eu/repository/11/{nlpl_id}.zip"),),
         source=SOURCE_MANYLANGS,
+        publisher="ELMoForManyLangs (HIT-SCIR)",
         notes="converted to options.json + weights.hdf5 on first use",
     )
     for code, language, nlpl_id in MANYLANGS_LANGUAGES
