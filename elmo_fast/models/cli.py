@@ -1,19 +1,26 @@
 """``elmo-fast models list|download`` and ``elmo-fast convert manylangs|tf``.
 
-:func:`add_model_commands` adds both subcommands to the ``elmo-fast`` parser; each sets ``handler``
-to the function that runs it and returns the exit status (2 with a one-line error).
+:func:`add_models_command` and :func:`add_convert_command` add them to the ``elmo-fast`` parser with
+:func:`elmo_fast.commands.add_command` (both are listed in :data:`elmo_fast.cli.COMMANDS`); an error
+is one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from elmo_fast.commands import CliError, add_command
+from elmo_fast.models.cache import ModelUnavailable
+from elmo_fast.weights import WeightFileError
 
-def add_model_commands(sub: argparse._SubParsersAction) -> None:
-    """Add the ``models`` and ``convert`` subcommands to ``sub``."""
-    models = sub.add_parser(
+
+def add_models_command(sub: argparse._SubParsersAction) -> None:
+    """``elmo-fast models list|download``."""
+    models = add_command(
+        sub,
         "models",
+        _models,
+        errors=(ModelUnavailable, ValueError),
         help="list the published models known by name, or download one into the cache",
         description="Published ELMo models by name. The cache is $ELMO_FAST_CACHE (default ~/.cache/elmo_fast).",
     )
@@ -25,10 +32,15 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     download.add_argument("--force", action="store_true", help="delete the cached copy and download again")
     download.add_argument("--offline", action="store_true", help="no network: only check the cached copy")
     download.add_argument("--quiet", action="store_true", help="no progress bar")
-    models.set_defaults(handler=_models)
 
-    convert = sub.add_parser(
+
+def add_convert_command(sub: argparse._SubParsersAction) -> None:
+    """``elmo-fast convert manylangs|tf``."""
+    convert = add_command(
+        sub,
         "convert",
+        _convert,
+        errors=(WeightFileError, ValueError, OSError, ImportError),
         help="convert an ELMoForManyLangs model or a TensorFlow checkpoint to options.json + weights.hdf5",
         description="Write DEST/options.json + DEST/weights.hdf5 (and DEST/lexicon.json for ManyLangs models) "
         "that elmo_fast (and, for `tf`, AllenNLP) loads.",
@@ -43,7 +55,6 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     tf.add_argument("--options", type=Path, default=None, help="the model's options.json (bilm-tf writes it next to the checkpoint)")
     for p in (many, tf):
         p.add_argument("--overwrite", action="store_true", help="replace files already in DEST")
-    convert.set_defaults(handler=_convert)
 
 
 def format_table(with_urls: bool = False) -> str:
@@ -61,43 +72,31 @@ def format_table(with_urls: bool = False) -> str:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from elmo_fast.models import ModelUnavailable, fetch, find, resolve
+    from elmo_fast.models import fetch, find, resolve
 
     if args.models_command == "list":
         print(format_table(args.urls))
         return 0
     entry = find(args.name)
     if entry is None:
-        print(f"elmo-fast models: error: unknown model {args.name!r}; see `elmo-fast models list`", file=sys.stderr)
-        return 2
-    try:
-        if args.force:
-            fetch(entry, offline=args.offline, progress=not args.quiet, force=True)
-        options, weights = resolve(entry.name, offline=args.offline, progress=not args.quiet)
-    except (ModelUnavailable, ValueError) as exc:
-        print(f"elmo-fast models: error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(f"unknown model {args.name!r}; see `elmo-fast models list`")
+    if args.force:
+        fetch(entry, offline=args.offline, progress=not args.quiet, force=True)
+    options, weights = resolve(entry.name, offline=args.offline, progress=not args.quiet)
     print(f"{entry.name}: {options.parent}")
     return 0
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from elmo_fast.weights import WeightFileError
-
     if args.dest.exists() and any(args.dest.iterdir()) and not args.overwrite:
-        print(f"elmo-fast convert: error: {args.dest} is not empty; pass --overwrite to replace its files", file=sys.stderr)
-        return 2
-    try:
-        if args.convert_command == "manylangs":
-            from elmo_fast.models.manylangs import convert_manylangs
+        raise CliError(f"{args.dest} is not empty; pass --overwrite to replace its files")
+    if args.convert_command == "manylangs":
+        from elmo_fast.models.manylangs import convert_manylangs
 
-            convert_manylangs(args.src, args.dest)
-        else:
-            from elmo_fast.models.tf import convert_tf
+        convert_manylangs(args.src, args.dest)
+    else:
+        from elmo_fast.models.tf import convert_tf
 
-            convert_tf(args.checkpoint, args.dest, options_file=args.options)
-    except (WeightFileError, ValueError, OSError, ImportError) as exc:
-        print(f"elmo-fast convert: error: {exc}", file=sys.stderr)
-        return 2
+        convert_tf(args.checkpoint, args.dest, options_file=args.options)
     print(f"wrote {args.dest / 'options.json'} and {args.dest / 'weights.hdf5'}")
     return 0
