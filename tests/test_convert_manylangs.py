@@ -19,7 +19,7 @@ from elmo_fast import Elmo, ElmoEmbedder
 from elmo_fast.cli import main
 from elmo_fast.models.manylangs import convert_manylangs, read_dic
 from elmo_fast.weights import WeightFileError, load_options
-from tests.utils import assert_close
+from utils import assert_close
 
 FIXTURE = Path(__file__).parent / "fixtures" / "manylangs_tiny"
 SENTENCES: list[list[str]] = json.loads((FIXTURE / "sentences.json").read_text(encoding="utf-8"))
@@ -90,7 +90,7 @@ def test_registry_downloads_and_converts_on_first_use(tmp_path, monkeypatch, exp
     """A ManyLangs entry served as a zip (their archives hold one model folder) converts once."""
     from elmo_fast.models import ModelEntry, ModelFile, register, resolve
     from elmo_fast.models import registry as registry_module
-    from tests.test_models_download import _Server
+    from test_models_download import _Server
 
     import threading
 

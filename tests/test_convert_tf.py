@@ -20,7 +20,7 @@ import pytest
 
 from elmo_fast import ElmoEmbedder
 from elmo_fast.models.tf import hdf5_name
-from tests.utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS
+from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS
 
 needs_tf = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="pip install 'elmo_fast[tf]'")
 WRITER = Path(__file__).parent / "tf_checkpoint_writer.py"

@@ -16,7 +16,7 @@ import pytest
 from elmo_fast.models import ModelEntry, ModelFile, ModelUnavailable, register, resolve
 from elmo_fast.models import registry as registry_module
 from elmo_fast.models.download import DownloadError, download
-from tests.utils import FIXTURE_DIR, FIXTURE_OPTIONS, FIXTURE_WEIGHTS
+from utils import FIXTURE_DIR, FIXTURE_OPTIONS, FIXTURE_WEIGHTS
 
 
 class _Server(http.server.ThreadingHTTPServer):
