@@ -1,4 +1,5 @@
-"""``elmo-fast`` command line: ``embed`` a text file into hdf5, ``probe``, ``env``, and the training commands.
+"""``elmo-fast`` command line: ``embed`` a text file into hdf5, ``probe``, ``env``, the training
+commands, and ``models`` / ``convert`` (:mod:`elmo_fast.models.cli`).
 
 Every subcommand is an ``add_<name>_command(sub)`` function listed in :data:`COMMANDS` (the
 convention is in :mod:`elmo_fast.commands`): to add one, write its adder and handler and append the
@@ -16,6 +17,7 @@ from elmo_fast._backends import BackendUnavailable
 from elmo_fast.commands import CliError, add_command, add_logging_flags, configure_logging, run_handler
 from elmo_fast.fasta_cli import add_fasta_arguments, check_input_format, embed_fasta_command
 from elmo_fast.jobs.segments import ResumeError
+from elmo_fast.models.cli import add_convert_command, add_models_command
 from elmo_fast.reference.quantize import WEIGHT_PRECISIONS
 from elmo_fast.train.cli import add_train_commands
 from elmo_fast.weights import WeightFileError
@@ -45,6 +47,8 @@ def add_embed_command(sub: argparse._SubParsersAction) -> None:
     )
     embed.add_argument("output", type=Path, help="output hdf5 file")
     _add_model_arguments(embed)
+    embed.add_argument("--model", default=None, help="a model name (`elmo-fast models list`), fetched on first use")
+    embed.add_argument("--offline", action="store_true", help="with --model: no network, use the cache only")
     _add_embed_run_arguments(embed)
     _add_embed_file_arguments(embed)
     ray = embed.add_argument_group("distributed (pip install 'elmo_fast[ray]')")
@@ -156,7 +160,14 @@ def add_env_command(sub: argparse._SubParsersAction) -> None:
     add_command(sub, "env", _env, help="print versions and which backends loaded (and why the others did not)")
 
 
-COMMANDS = (add_embed_command, add_probe_command, add_env_command, add_train_commands)
+COMMANDS = (
+    add_embed_command,
+    add_probe_command,
+    add_env_command,
+    add_train_commands,
+    add_models_command,
+    add_convert_command,
+)
 """Every subcommand's adder, in the order ``elmo-fast --help`` lists them."""
 
 
@@ -247,6 +258,12 @@ def _embed_checked(args: argparse.Namespace) -> int:
 
     if (args.options is None) != (args.weights is None):
         raise CliError("give both --options and --weights, or neither (bundled default model)")
+    if args.model is not None:
+        from elmo_fast.models import resolve
+
+        if args.options is not None:
+            raise CliError("give --model or --options/--weights, not both")
+        args.options, args.weights = resolve(args.model, offline=args.offline or None, progress=not args.quiet)
     check_input_format(args)
     if args.input_format == "fasta" and args.engine == "ray":
         raise CliError("--input-format fasta runs on the local engine (drop --engine ray)")
