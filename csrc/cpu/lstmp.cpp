@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "../ops.h"
-#include "packed_gemm.h"
+#include "lowp_gemm.h"
 #include "vec.h"
 
 namespace elmo_fast::cpu {
@@ -231,7 +231,7 @@ struct Layer {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t d = item / (4 * n_cb), g = item / n_cb % 4, kb = item % n_cb;
       const int64_t k0 = kb * cb, kw_p = std::min(cb, cell_p - k0);
-      const Panels panels = ih.offset(((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * in_dim * kPanel, in_dim);
+      const Panels panels = ih.panel((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel, in_dim);
       // Row blocks keep the block of inputs in L2 while the panels stream past.
       for (int64_t r0 = 0; r0 < rows; r0 += kInputRowBlock) {
         const float* a = xp + (d * sch.total + first + r0) * in_dim;
@@ -249,7 +249,7 @@ struct Layer {
       const int64_t d = item / n_cb, kb = item % n_cb;
       const int64_t k0 = kb * cb, kw = std::min(cb, cell - k0), kw_p = std::min(cb, cell_p - k0);
       for (int64_t g = 0; g < 4; ++g) {
-        const Panels panels = hh.offset(((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * proj * kPanel, proj);
+        const Panels panels = hh.panel((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel, proj);
         packed_gemm(h + d * batch * proj, proj, rows, panels, kw_p / kPanel, proj, tile.get() + g * rows * kw_p, kw_p);
       }
       GateArgs args{};
@@ -282,7 +282,7 @@ struct Layer {
       const int64_t item = sweep(s, begin, end, i);
       const int64_t d = item / n_pb, p0 = item % n_pb * pb;
       const int64_t pw = std::min(pb, proj - p0), pw_p = std::min(pb, proj_p - p0);
-      const Panels panels = pr.offset((d * (proj_p / kPanel) + p0 / kPanel) * cell * kPanel, cell);
+      const Panels panels = pr.panel(d * (proj_p / kPanel) + p0 / kPanel, cell);
       packed_gemm(m + d * batch * cell, cell, rows, panels, pw_p / kPanel, cell, tile.get(), pw_p);
       for (int64_t r = 0; r < rows; ++r) {
         dst[r] = out + ((d * batch + sch.perm[r]) * width + position(d, s, sch.length[r])) * proj + p0;
@@ -439,7 +439,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
       sch,
       dirs, batch, width, in_dim, cell, proj, cell_p, proj_p,
       cb, n_cb, pb, n_pb, cap,
-      p_xp, Panels::of(ih_p, w_ih_scale), bi.data_ptr<float>(), Panels::of(hh_p, w_hh_scale), Panels::of(pr_p, w_proj_scale),
+      p_xp, Panels::of(ih_p, w_ih_scale, 2), bi.data_ptr<float>(), Panels::of(hh_p, w_hh_scale, 2), Panels::of(pr_p, w_proj_scale, 1),
       gx.data_ptr<float>(), h.data_ptr<float>(), c.data_ptr<float>(), m.data_ptr<float>(), out.data_ptr<float>(),
       residual, clip_value(cell_clip), clip_value(proj_clip)};
   if (at::get_num_threads() <= dirs) {
