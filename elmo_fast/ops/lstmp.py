@@ -11,6 +11,7 @@ import torch
 
 from elmo_fast.ops import _cpp
 from elmo_fast.reference.lstmp import lstmp_ref
+from elmo_fast.reference.lowp import product_fn, products_precision
 from elmo_fast.reference.quantize import check_weight_precision, dequantize, int8_columns
 
 LstmpFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -92,7 +93,8 @@ def lstmp(
     ``backend`` must already be resolved (see :func:`elmo_fast._backends.resolve`); a backend with
     no implementation of this op runs the reference. ``weight_precision`` (see
     :mod:`elmo_fast.reference.quantize`): the ``cpp`` backend stores ``w_ih``, ``w_hh`` and
-    ``w_proj`` in that precision; the others compute with the same rounded weights in float32.
+    ``w_proj`` in that precision and multiplies in it (:mod:`elmo_fast.reference.lowp`), ``ref``
+    computes the same products in PyTorch, the others compute with the rounded weights in float32.
     """
     check_weight_precision(weight_precision)
     impl = _IMPLS.get(backend, lstmp_ref)
@@ -101,8 +103,21 @@ def lstmp(
             x, lengths, w_ih, w_hh, bias, w_proj, h0, c0,
             cell_clip=cell_clip, proj_clip=proj_clip, residual=residual, weight_precision=weight_precision,
         )
+    if impl is lstmp_ref:
+        return _lstmp_ref_precision(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip, proj_clip, residual, weight_precision)
     w_ih, w_hh, w_proj = _dequantized((w_ih, w_hh, w_proj), weight_precision)
     return impl(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
+
+
+def _lstmp_ref_precision(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip, proj_clip, residual, precision):
+    """:func:`lstmp_ref` with ``precision`` weights and products as the ``cpp`` backend runs them."""
+    products = products_precision(precision)
+    if products == "fp32":
+        w_ih, w_hh, w_proj = _dequantized((w_ih, w_hh, w_proj), precision)
+    return lstmp_ref(
+        x, lengths, w_ih, w_hh, bias, w_proj, h0, c0,
+        cell_clip=cell_clip, proj_clip=proj_clip, residual=residual, product=product_fn(products),
+    )
 
 
 def _dequantized(weights: tuple[torch.Tensor, ...], precision: str) -> tuple[torch.Tensor, ...]:
@@ -122,20 +137,33 @@ def _pad_columns(scale: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(scale, (0, -scale.shape[-1] % 16), value=1.0).contiguous()
 
 
-def _packer(precision: str, gates: bool):
-    """``weight -> (panels, scales or None)`` for ``precision`` storage; ``gates``: ``w_ih``/``w_hh``."""
+def _interleave_k(panels: torch.Tensor, group: int) -> torch.Tensor:
+    # (..., N / 16, K, 16) -> (..., N / 16, ceil(K / group), 16, group): `group` consecutive k side by side
+    # per column, the layout of csrc/cpu/lowp_gemm.h (bf16 pairs, uint8 quads); padded k are zero
+    padded = torch.nn.functional.pad(panels, (0, 0, 0, -panels.shape[-2] % group))
+    return padded.unflatten(-2, (-1, group)).transpose(-1, -2).contiguous()
+
+
+def _packer(precision: str, gates: bool, products: str):
+    """``weight -> (panels, scales or None)`` for ``precision`` storage and ``products`` arithmetic;
+    ``gates``: ``w_ih``/``w_hh``."""
     pack = _pack_gates if gates else _cpp.pack_matrix
 
     def packed(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if precision == "fp32":
             return pack(weight), None
         if precision == "bf16":
-            return pack(weight.to(torch.bfloat16)), None
+            panels = pack(weight.to(torch.bfloat16))
+            return (_interleave_k(panels, 2) if products == "bf16" else panels), None
         q, scale = int8_columns(weight)
+        if products == "int8":
+            # the unsigned bytes q + 128 (see csrc/cpu/lowp_gemm.h)
+            q = (q.to(torch.int16) + 128).to(torch.uint8)
         if gates:
             # (D, 4C) -> per gate (D, 4, C)
             scale = scale.unflatten(-1, (4, scale.shape[-1] // 4))
-        return pack(q), _pad_columns(scale)
+        panels = pack(q) if products != "int8" else _interleave_k(pack(q.view(torch.int8)).view(torch.uint8), 4)
+        return panels, _pad_columns(scale)
 
     return packed
 
@@ -161,15 +189,17 @@ def lstmp_cpp(
     for the original model; the encoder adds ~70 MB), half that in ``weight_precision="bf16"``
     and a quarter in ``"int8"`` (see :mod:`elmo_fast.reference.quantize`).
 
+    With bf16 or int8 weights the products run in that precision (:mod:`elmo_fast.reference.lowp`;
+    ``ELMO_FAST_PRODUCTS=fp32`` keeps them in float32 on the reduced weights).
+
     Forward only, fp32: a call that needs gradients or another dtype runs :func:`lstmp_ref` (with a
     warning), see :mod:`elmo_fast.ops._cpp`.
     """
-    check_weight_precision(weight_precision)
+    products = products_precision(weight_precision)
     if _cpp.use_reference("lstmp", (x, w_ih, w_hh, bias, w_proj, h0, c0)):
-        w_ih, w_hh, w_proj = _dequantized((w_ih, w_hh, w_proj), weight_precision)
-        return lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
+        return _lstmp_ref_precision(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip, proj_clip, residual, weight_precision)
     (ih, ih_s), (hh, hh_s), (pr, pr_s) = (
-        _cpp.PACKED.get(w, f"lstmp.{kind}.{weight_precision}", _packer(weight_precision, kind == "gates"))
+        _cpp.PACKED.get(w, f"lstmp.{kind}.{weight_precision}.{products}", _packer(weight_precision, kind == "gates", products))
         for w, kind in ((w_ih, "gates"), (w_hh, "gates"), (w_proj, "w_proj"))
     )
     out, h_n, c_n = torch.ops.elmo_fast.lstmp(

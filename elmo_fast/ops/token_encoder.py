@@ -109,7 +109,7 @@ if _cpp.available():
         return torch.empty_like(x)
 
     @torch.library.register_fake("elmo_fast::dense")
-    def _dense_fake(x, weight, bias, weight_packed=None):
+    def _dense_fake(x, weight, bias, weight_packed=None, weight_scale=None):
         return x.new_empty(x.shape[0], weight.shape[1])
 
     _IMPLS["cpp"] = token_encoder_cpp
