@@ -240,87 +240,121 @@ inline bool cpu_has_avx512_vnni() {
 }
 #endif
 
-// Activation rows of one call, converted (per thread, reused across calls).
-struct LowpScratch {
-  std::vector<uint16_t> bf16;
-  std::vector<int8_t> q;
-  std::vector<float> scale;
-  std::vector<int32_t> comp;
+// Activation rows as the products of one packed operand read them: float32 as they are (group 1),
+// bf16 bits (group 2) or int8 with per-row scales and compensations (group 4), `ld` elements apart.
+struct Rows {
+  const float* f = nullptr;
+  const uint16_t* bf16 = nullptr;
+  const int8_t* q = nullptr;
+  const float* scale = nullptr;
+  const int32_t* comp = nullptr;
+  int64_t ld = 0;
+
+  static Rows fp32(const float* a, int64_t lda) { return {a, nullptr, nullptr, nullptr, nullptr, lda}; }
+
+  // The same rows from row r0 on.
+  Rows from(int64_t r0) const {
+    return {f ? f + r0 * ld : nullptr, bf16 ? bf16 + r0 * ld : nullptr, q ? q + r0 * ld : nullptr,
+            scale ? scale + r0 : nullptr, comp ? comp + r0 : nullptr, ld};
+  }
+};
+
+// Owns converted activation rows: convert once, then use them for every product with the same rows
+// (the LSTM converts h once per step for all its 4C recurrent columns, not once per column block).
+class RowBuffer {
+ public:
+  // a[rows, k] (row stride lda) in the form products with `group`-interleaved panels read.
+  Rows convert(const float* a, int64_t lda, int64_t rows, int64_t k, int64_t group) {
+    if (group == 1) {
+      return Rows::fp32(a, lda);
+    }
+    const int64_t ld = round_up(k, group);
+    if (group == 2) {
+      bf16_.resize(rows * ld);
+      round_rows_bf16(a, lda, rows, k, bf16_.data(), ld);
+      return {nullptr, bf16_.data(), nullptr, nullptr, nullptr, ld};
+    }
+    q_.resize(rows * ld);
+    scale_.resize(rows);
+    comp_.resize(rows);
+    quantize_rows(a, lda, rows, k, q_.data(), ld, scale_.data(), comp_.data());
+    return {nullptr, nullptr, q_.data(), scale_.data(), comp_.data(), ld};
+  }
+
+ private:
+  std::vector<uint16_t> bf16_;
+  std::vector<int8_t> q_;
+  std::vector<float> scale_;
+  std::vector<int32_t> comp_;
 };
 
 // c[rows, 16 * n_panels] = a[rows, k] @ n_panels consecutive bf16-pair panels, bf16 products.
-inline void bf16_gemm(const float* a, int64_t lda, int64_t rows, const uint16_t* panels, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
-  thread_local LowpScratch scratch;
-  const int64_t ld = round_up(k, 2), stride = ld * kPanel;
-  scratch.bf16.resize(rows * ld);
-  const uint16_t* ab = scratch.bf16.data();
-  round_rows_bf16(a, lda, rows, k, scratch.bf16.data(), ld);
+inline void bf16_gemm(const Rows& a, int64_t rows, const uint16_t* panels, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
+  const int64_t ld = a.ld, stride = round_up(k, 2) * kPanel;
   const bool fast = cpu_has_avx512_bf16();
-  for_each_panel_block<2>(rows, panels, n_panels, stride * 2, ld / 2, [&](auto r_c, auto np_c, int64_t r0, int64_t j, const char* pf, int64_t every, int64_t burst) {
+  for_each_panel_block<2>(rows, panels, n_panels, stride * 2, stride / 32, [&](auto r_c, auto np_c, int64_t r0, int64_t j, const char* pf, int64_t every, int64_t burst) {
     constexpr int R = decltype(r_c)::value, NP = decltype(np_c)::value;
 #ifdef ELMO_FAST_HAVE_LOWP_KERNEL
     if (fast) {
-      bf16_kernel_avx512<R, NP>(ab + r0 * ld, ld, panels + j * stride, stride, ld / 2, c + r0 * ldc + j * kPanel, ldc, pf, every, burst);
+      bf16_kernel_avx512<R, NP>(a.bf16 + r0 * ld, ld, panels + j * stride, stride, stride / 32, c + r0 * ldc + j * kPanel, ldc, pf, every, burst);
       return;
     }
 #endif
     for (int q = 0; q < NP; ++q) {
-      bf16_kernel_generic<R>(ab + r0 * ld, ld, panels + (j + q) * stride, ld / 2, c + r0 * ldc + (j + q) * kPanel, ldc);
+      bf16_kernel_generic<R>(a.bf16 + r0 * ld, ld, panels + (j + q) * stride, stride / 32, c + r0 * ldc + (j + q) * kPanel, ldc);
     }
   });
   (void)fast;
 }
 
 // The same for uint8-quad panels with per-column scales, int8 products.
-inline void u8_gemm(const float* a, int64_t lda, int64_t rows, const uint8_t* panels, const float* scale, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
-  thread_local LowpScratch scratch;
-  const int64_t ld = round_up(k, 4), stride = ld * kPanel;
-  scratch.q.resize(rows * ld);
-  scratch.scale.resize(rows);
-  scratch.comp.resize(rows);
-  quantize_rows(a, lda, rows, k, scratch.q.data(), ld, scratch.scale.data(), scratch.comp.data());
-  const int8_t* aq = scratch.q.data();
-  const float* rs = scratch.scale.data();
-  const int32_t* rc = scratch.comp.data();
+inline void u8_gemm(const Rows& a, int64_t rows, const uint8_t* panels, const float* scale, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
+  const int64_t ld = a.ld, stride = round_up(k, 4) * kPanel;
   const bool fast = cpu_has_avx512_vnni();
-  for_each_panel_block<2>(rows, panels, n_panels, stride, ld / 4, [&](auto r_c, auto np_c, int64_t r0, int64_t j, const char* pf, int64_t every, int64_t burst) {
+  for_each_panel_block<2>(rows, panels, n_panels, stride, stride / 64, [&](auto r_c, auto np_c, int64_t r0, int64_t j, const char* pf, int64_t every, int64_t burst) {
     constexpr int R = decltype(r_c)::value, NP = decltype(np_c)::value;
 #ifdef ELMO_FAST_HAVE_LOWP_KERNEL
     if (fast) {
-      u8_kernel_avx512<R, NP>(aq + r0 * ld, ld, panels + j * stride, stride, ld / 4, rs + r0, rc + r0, scale + j * kPanel,
+      u8_kernel_avx512<R, NP>(a.q + r0 * ld, ld, panels + j * stride, stride, stride / 64, a.scale + r0, a.comp + r0, scale + j * kPanel,
                               c + r0 * ldc + j * kPanel, ldc, pf, every, burst);
       return;
     }
 #endif
     for (int q = 0; q < NP; ++q) {
-      u8_kernel_generic<R>(aq + r0 * ld, ld, panels + (j + q) * stride, ld / 4, rs + r0, rc + r0, scale + (j + q) * kPanel,
+      u8_kernel_generic<R>(a.q + r0 * ld, ld, panels + (j + q) * stride, stride / 64, a.scale + r0, a.comp + r0, scale + (j + q) * kPanel,
                            c + r0 * ldc + (j + q) * kPanel, ldc);
     }
   });
   (void)fast;
 }
 
-// Any packed operand (see Panels): fp32 products for k-major panels, bf16 or int8 products for
-// bf16 pairs and uint8 quads.
-inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const Panels& w, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
+// Any packed operand (see Panels) times rows already converted for it (RowBuffer::convert with
+// w.group): fp32 products for k-major panels, bf16 or int8 products for bf16 pairs and uint8 quads.
+inline void packed_gemm(const Rows& a, int64_t rows, const Panels& w, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
   switch (w.type) {
     case at::kBFloat16:
       if (w.group == 2) {
-        bf16_gemm(a, lda, rows, static_cast<const uint16_t*>(w.data), n_panels, k, c, ldc);
+        bf16_gemm(a, rows, static_cast<const uint16_t*>(w.data), n_panels, k, c, ldc);
       } else {
-        packed_gemm(a, lda, rows, static_cast<const uint16_t*>(w.data), nullptr, n_panels, k, c, ldc);
+        packed_gemm(a.f, a.ld, rows, static_cast<const uint16_t*>(w.data), nullptr, n_panels, k, c, ldc);
       }
       break;
     case at::kByte:
-      u8_gemm(a, lda, rows, static_cast<const uint8_t*>(w.data), w.scale, n_panels, k, c, ldc);
+      u8_gemm(a, rows, static_cast<const uint8_t*>(w.data), w.scale, n_panels, k, c, ldc);
       break;
     case at::kChar:
-      packed_gemm(a, lda, rows, static_cast<const int8_t*>(w.data), w.scale, n_panels, k, c, ldc);
+      packed_gemm(a.f, a.ld, rows, static_cast<const int8_t*>(w.data), w.scale, n_panels, k, c, ldc);
       break;
     default:
-      packed_gemm(a, lda, rows, static_cast<const float*>(w.data), nullptr, n_panels, k, c, ldc);
+      packed_gemm(a.f, a.ld, rows, static_cast<const float*>(w.data), nullptr, n_panels, k, c, ldc);
       break;
   }
+}
+
+// The same for float32 rows, converted here for this call.
+inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const Panels& w, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
+  thread_local RowBuffer buffer;
+  packed_gemm(buffer.convert(a, lda, rows, k, w.group), rows, w, n_panels, k, c, ldc);
 }
 
 // Which micro-kernel runs each kind of product on this CPU, and why not a faster one.
