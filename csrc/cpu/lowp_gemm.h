@@ -27,6 +27,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "packed_gemm.h"
@@ -134,89 +135,67 @@ void u8_kernel_generic(const int8_t* a, int64_t lda, const uint8_t* panel, int64
 }
 
 #ifdef ELMO_FAST_HAVE_LOWP_KERNEL
-#define ELMO_FAST_AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
-#define ELMO_FAST_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+// Compiled for both instruction sets; each instantiation runs only where the CPU has the one it uses
+// (Group 2: AVX512-BF16, Group 4: AVX512-VNNI; the rest is AVX-512F/BW).
+#define ELMO_FAST_AVX512_LOWP __attribute__((target("avx512f,avx512bw,avx512bf16,avx512vnni")))
 
-// c[0:R, 0:16 NP] for NP panels `stride` elements apart; `prefetch` as in panel_kernel_avx2.
-template <int R, int NP>
-ELMO_FAST_AVX512_BF16 void bf16_kernel_avx512(
-    const uint16_t* a, int64_t lda, const uint16_t* panel, int64_t stride, int64_t pairs, float* c, int64_t ldc,
-    const char* prefetch, int64_t every, int64_t burst) {
+// c[0:R, 0:16 NP] for NP panels `stride` elements apart, `iters` panel rows of Group interleaved k:
+// bf16 pairs (Group 2, `a` bf16 bits) or uint8 quads (Group 4, `a` int8, with the rows' scales and
+// compensations and the columns' scales for the epilogue). `prefetch` as in panel_kernel_avx2.
+template <int R, int NP, int Group, typename A, typename W>
+ELMO_FAST_AVX512_LOWP void lowp_kernel_avx512(
+    const A* a, int64_t lda, const W* panel, int64_t stride, int64_t iters, const float* row_scale, const int32_t* row_comp,
+    const float* scale, float* c, int64_t ldc, const char* prefetch, int64_t every, int64_t burst) {
+  static_assert((Group == 2 && sizeof(W) == 2) || (Group == 4 && sizeof(W) == 1), "bf16 pairs or uint8 quads");
+  using Acc = std::conditional_t<Group == 2, __m512, __m512i>;
   int64_t countdown = every;
-  __m512 acc[R][NP];
+  Acc acc[R][NP];
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
     for (int q = 0; q < NP; ++q) {
-      acc[r][q] = _mm512_setzero_ps();
-    }
-  }
-  for (int64_t p = 0; p < pairs; ++p) {
-    prefetch_tick(prefetch, countdown, every, burst);
-    __m512i b[NP];
-#pragma GCC unroll 4
-    for (int q = 0; q < NP; ++q) {
-      b[q] = _mm512_loadu_si512(panel + q * stride + p * 2 * kPanel);
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      int32_t pair;
-      std::memcpy(&pair, a + r * lda + 2 * p, sizeof(pair));
-      const __m512i av = _mm512_set1_epi32(pair);
-#pragma GCC unroll 4
-      for (int q = 0; q < NP; ++q) {
-        acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)av, (__m512bh)b[q]);
+      if constexpr (Group == 2) {
+        acc[r][q] = _mm512_setzero_ps();
+      } else {
+        acc[r][q] = _mm512_setzero_si512();
       }
     }
   }
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int q = 0; q < NP; ++q) {
-      _mm512_storeu_ps(c + r * ldc + q * kPanel, acc[r][q]);
-    }
-  }
-}
-
-template <int R, int NP>
-ELMO_FAST_AVX512_VNNI void u8_kernel_avx512(
-    const int8_t* a, int64_t lda, const uint8_t* panel, int64_t stride, int64_t quads, const float* row_scale, const int32_t* row_comp,
-    const float* scale, float* c, int64_t ldc, const char* prefetch, int64_t every, int64_t burst) {
-  int64_t countdown = every;
-  __m512i acc[R][NP];
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 4
-    for (int q = 0; q < NP; ++q) {
-      acc[r][q] = _mm512_setzero_si512();
-    }
-  }
-  for (int64_t p = 0; p < quads; ++p) {
+  for (int64_t p = 0; p < iters; ++p) {
     prefetch_tick(prefetch, countdown, every, burst);
     __m512i b[NP];
 #pragma GCC unroll 4
     for (int q = 0; q < NP; ++q) {
-      b[q] = _mm512_loadu_si512(panel + q * stride + p * 4 * kPanel);
+      b[q] = _mm512_loadu_si512(panel + q * stride + p * Group * kPanel);
     }
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
-      int32_t quad;
-      std::memcpy(&quad, a + r * lda + 4 * p, sizeof(quad));
-      const __m512i av = _mm512_set1_epi32(quad);
+      // this row's Group activations of the panel row, as one 32-bit lane
+      int32_t group;
+      std::memcpy(&group, a + r * lda + Group * p, sizeof(group));
+      const __m512i av = _mm512_set1_epi32(group);
 #pragma GCC unroll 4
       for (int q = 0; q < NP; ++q) {
-        // unsigned weight bytes times signed activation bytes, four per int32 lane
-        acc[r][q] = _mm512_dpbusd_epi32(acc[r][q], b[q], av);
+        if constexpr (Group == 2) {
+          acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)av, (__m512bh)b[q]);
+        } else {
+          // unsigned weight bytes times signed activation bytes, four per int32 lane
+          acc[r][q] = _mm512_dpbusd_epi32(acc[r][q], b[q], av);
+        }
       }
     }
   }
 #pragma GCC unroll 4
   for (int q = 0; q < NP; ++q) {
-    const __m512 s = _mm512_loadu_ps(scale + q * kPanel);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
-      const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][q], _mm512_set1_epi32(row_comp[r])));
-      _mm512_storeu_ps(c + r * ldc + q * kPanel, _mm512_mul_ps(v, _mm512_mul_ps(_mm512_set1_ps(row_scale[r]), s)));
+      if constexpr (Group == 2) {
+        _mm512_storeu_ps(c + r * ldc + q * kPanel, acc[r][q]);
+      } else {
+        const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][q], _mm512_set1_epi32(row_comp[r])));
+        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(row_scale[r]), _mm512_loadu_ps(scale + q * kPanel));
+        _mm512_storeu_ps(c + r * ldc + q * kPanel, _mm512_mul_ps(v, s));
+      }
     }
   }
 }
@@ -288,41 +267,36 @@ class RowBuffer {
   std::vector<int32_t> comp_;
 };
 
-// c[rows, 16 * n_panels] = a[rows, k] @ n_panels consecutive bf16-pair panels, bf16 products.
-inline void bf16_gemm(const Rows& a, int64_t rows, const uint16_t* panels, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
-  const int64_t ld = a.ld, stride = round_up(k, 2) * kPanel;
-  const bool fast = cpu_has_avx512_bf16();
-  for_each_panel_block<2>(rows, panels, n_panels, stride * 2, stride / 32, [&](auto r_c, auto np_c, int64_t r0, int64_t j, const char* pf, int64_t every, int64_t burst) {
+// c[rows, 16 * n_panels] = a[rows, k] @ n_panels consecutive panels of Group interleaved k: bf16
+// pairs (Group 2, bf16 products) or uint8 quads with per-column scales (Group 4, int8 products).
+template <int Group>
+inline void lowp_gemm(const Rows& a, int64_t rows, const void* data, const float* scale, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
+  using W = std::conditional_t<Group == 2, uint16_t, uint8_t>;
+  const W* panels = static_cast<const W*>(data);
+  const int64_t ld = a.ld, stride = round_up(k, Group) * kPanel, iters = stride / (Group * kPanel);
+  const bool fast = Group == 2 ? cpu_has_avx512_bf16() : cpu_has_avx512_vnni();
+  for_each_panel_block<2>(rows, panels, n_panels, stride * static_cast<int64_t>(sizeof(W)), iters,
+                          [&](auto r_c, auto np_c, int64_t r0, int64_t j, const char* pf, int64_t every, int64_t burst) {
     constexpr int R = decltype(r_c)::value, NP = decltype(np_c)::value;
 #ifdef ELMO_FAST_HAVE_LOWP_KERNEL
     if (fast) {
-      bf16_kernel_avx512<R, NP>(a.bf16 + r0 * ld, ld, panels + j * stride, stride, stride / 32, c + r0 * ldc + j * kPanel, ldc, pf, every, burst);
+      if constexpr (Group == 2) {
+        lowp_kernel_avx512<R, NP, 2>(a.bf16 + r0 * ld, ld, panels + j * stride, stride, iters, nullptr, nullptr, nullptr, c + r0 * ldc + j * kPanel,
+                                     ldc, pf, every, burst);
+      } else {
+        lowp_kernel_avx512<R, NP, 4>(a.q + r0 * ld, ld, panels + j * stride, stride, iters, a.scale + r0, a.comp + r0, scale + j * kPanel,
+                                     c + r0 * ldc + j * kPanel, ldc, pf, every, burst);
+      }
       return;
     }
 #endif
     for (int q = 0; q < NP; ++q) {
-      bf16_kernel_generic<R>(a.bf16 + r0 * ld, ld, panels + (j + q) * stride, stride / 32, c + r0 * ldc + (j + q) * kPanel, ldc);
-    }
-  });
-  (void)fast;
-}
-
-// The same for uint8-quad panels with per-column scales, int8 products.
-inline void u8_gemm(const Rows& a, int64_t rows, const uint8_t* panels, const float* scale, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
-  const int64_t ld = a.ld, stride = round_up(k, 4) * kPanel;
-  const bool fast = cpu_has_avx512_vnni();
-  for_each_panel_block<2>(rows, panels, n_panels, stride, stride / 64, [&](auto r_c, auto np_c, int64_t r0, int64_t j, const char* pf, int64_t every, int64_t burst) {
-    constexpr int R = decltype(r_c)::value, NP = decltype(np_c)::value;
-#ifdef ELMO_FAST_HAVE_LOWP_KERNEL
-    if (fast) {
-      u8_kernel_avx512<R, NP>(a.q + r0 * ld, ld, panels + j * stride, stride, stride / 64, a.scale + r0, a.comp + r0, scale + j * kPanel,
-                              c + r0 * ldc + j * kPanel, ldc, pf, every, burst);
-      return;
-    }
-#endif
-    for (int q = 0; q < NP; ++q) {
-      u8_kernel_generic<R>(a.q + r0 * ld, ld, panels + (j + q) * stride, stride / 64, a.scale + r0, a.comp + r0, scale + (j + q) * kPanel,
-                           c + r0 * ldc + (j + q) * kPanel, ldc);
+      float* cq = c + r0 * ldc + (j + q) * kPanel;
+      if constexpr (Group == 2) {
+        bf16_kernel_generic<R>(a.bf16 + r0 * ld, ld, panels + (j + q) * stride, iters, cq, ldc);
+      } else {
+        u8_kernel_generic<R>(a.q + r0 * ld, ld, panels + (j + q) * stride, iters, a.scale + r0, a.comp + r0, scale + (j + q) * kPanel, cq, ldc);
+      }
     }
   });
   (void)fast;
@@ -334,13 +308,13 @@ inline void packed_gemm(const Rows& a, int64_t rows, const Panels& w, int64_t n_
   switch (w.type) {
     case at::kBFloat16:
       if (w.group == 2) {
-        bf16_gemm(a, rows, static_cast<const uint16_t*>(w.data), n_panels, k, c, ldc);
+        lowp_gemm<2>(a, rows, w.data, nullptr, n_panels, k, c, ldc);
       } else {
         packed_gemm(a.f, a.ld, rows, static_cast<const uint16_t*>(w.data), nullptr, n_panels, k, c, ldc);
       }
       break;
     case at::kByte:
-      u8_gemm(a, rows, static_cast<const uint8_t*>(w.data), w.scale, n_panels, k, c, ldc);
+      lowp_gemm<4>(a, rows, w.data, w.scale, n_panels, k, c, ldc);
       break;
     case at::kChar:
       packed_gemm(a.f, a.ld, rows, static_cast<const int8_t*>(w.data), w.scale, n_panels, k, c, ldc);
