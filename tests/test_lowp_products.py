@@ -136,16 +136,18 @@ def _packed_op_args(inputs, precision):
 DENSE_SHAPES = [(1, 37, 70), (2, 64, 130), (3, 13, 16), (13, 130, 300), (32, 512, 64), (7, 1, 17), (6, 4096, 48)]
 
 
-def _dense_check(precision: str) -> None:
+def _dense_check(precision: str) -> list[torch.Tensor]:
     """``dense`` on reduced layouts against the twin product, every row-group and panel-block path."""
     g = torch.Generator().manual_seed(3)
+    outs = []
     for rows, k, n in DENSE_SHAPES:
         x, w, b = torch.randn(rows, k, generator=g), torch.randn(k, n, generator=g) * k**-0.5, torch.randn(n, generator=g)
         if rows > 2:
             x[rows // 2] = 0.0  # a row of zeros (int8: scale 1, q 0)
         packed, scale = _reduced(w, precision)
-        got = torch.ops.elmo_fast.dense(x, w, b, packed, scale)
-        assert_close(got, product(x, w, precision) + b, what=f"{precision} dense {rows}x{k}x{n}")
+        outs.append(torch.ops.elmo_fast.dense(x, w, b, packed, scale))
+        assert_close(outs[-1], product(x, w, precision) + b, what=f"{precision} dense {rows}x{k}x{n}")
+    return outs
 
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
@@ -193,12 +195,20 @@ def test_native_gemm_matches_twin(precision):
     _dense_check(precision)
 
 
-def test_portable_gemm_matches_twin():
-    """The portable kernels of both precisions (ELMO_FAST_DISABLE_AVX2, in a fresh process)."""
-    script = "import test_lowp_products as t\nfor p in ('bf16', 'int8'):\n    t._dense_check(p)\n"
+def test_portable_gemm_matches_twin(tmp_path):
+    """The portable kernels of both precisions (ELMO_FAST_DISABLE_AVX2, in a fresh process); where the
+    CPU has the native kernels, they must give the same bits (same integer sums; same fp32 additions
+    in the same order as vdpbf16ps)."""
+    saved = tmp_path / "portable.pt"
+    script = f"import torch, test_lowp_products as t\ntorch.save({{p: t._dense_check(p) for p in ('bf16', 'int8')}}, {str(saved)!r})\n"
     env = {**os.environ, "ELMO_FAST_DISABLE_AVX2": "1", "PYTHONPATH": str(Path(__file__).parent)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
+    portable = torch.load(saved)
+    for precision in ("bf16", "int8"):
+        if _native_missing(precision) is None and "ELMO_FAST_DISABLE_AVX512" not in os.environ:
+            for a, b in zip(_dense_check(precision), portable[precision]):
+                assert torch.equal(a, b), precision
 
 
 def test_env_names_the_kernels():

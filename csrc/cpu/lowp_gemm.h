@@ -87,9 +87,8 @@ inline void quantize_rows(const float* a, int64_t lda, int64_t rows, int64_t k, 
 }
 
 // Portable kernels: c[0:R, 0:16] of one panel. The bf16 one adds, per pair, the odd k's product
-// first, then the even one's (both exact in fp32), which is what vdpbf16ps does: on the Zen 5 of
-// 2026-12-03 it matched the instruction on 2 million random cases and both kernels give the same
-// bits. NOTE: written with explicit vectors; GCC 12.2 at -O3 auto-vectorised the same loop over
+// first, then the even one's (both exact in fp32), which is the order of vdpbf16ps (Intel's
+// pseudo-code); tests/test_lowp_products.py checks that both kernels give the same bits. NOTE: written with explicit vectors; GCC 12.2 at -O3 auto-vectorised the same loop over
 // the interleaved pairs of one panel row wrongly (it doubled the even products).
 template <int R>
 void bf16_kernel_generic(const uint16_t* a, int64_t lda, const uint16_t* panel, int64_t pairs, float* c, int64_t ldc) {
