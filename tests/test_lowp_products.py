@@ -18,7 +18,7 @@ import torch
 
 import elmo_fast._C  # noqa: F401  (registers torch.ops.elmo_fast)
 from elmo_fast import ElmoEmbedder, env_report
-from elmo_fast.ops.lstmp import _pack_gates, lstmp, lstmp_cpp
+from elmo_fast.ops.lstmp import _pack_gates, lstmp
 from elmo_fast.reference import lstmp_ref
 from elmo_fast.reference.lowp import PRODUCTS_ENV, product, product_fn, products_precision, quantize_rows
 from elmo_fast.reference.quantize import dequantize, int8_columns
@@ -92,9 +92,9 @@ def test_fp32_products_mode_is_the_dequantized_model(precision, monkeypatch):
     inputs = random_lstm_inputs(2, 5, 7, 24, 40, seed=11)
     args = [inputs[k] for k in LSTM_ARGS]
     with torch.no_grad():
-        native = lstmp_cpp(*args, **KW, weight_precision=precision)
+        native = lstmp(*args, **KW, backend="cpp", weight_precision=precision)
         monkeypatch.setenv(PRODUCTS_ENV, "fp32")
-        got = lstmp_cpp(*args, **KW, weight_precision=precision)
+        got = lstmp(*args, **KW, backend="cpp", weight_precision=precision)
         emulated = lstmp(*args, **KW, backend="ref", weight_precision=precision)
     deq = [dequantize(inputs[k], precision) for k in ("w_ih", "w_hh", "w_proj")]
     want = lstmp_ref(args[0], args[1], deq[0], deq[1], args[4], deq[2], *args[6:], **KW)
@@ -181,7 +181,7 @@ def test_native_kernels_match_twin(precision, dirs, batch, width, proj, cell, h0
         inputs["h0"] = inputs["c0"] = None
     args = [inputs[k] for k in LSTM_ARGS]
     with torch.no_grad():
-        got = lstmp_cpp(*args, **KW, weight_precision=precision)
+        got = lstmp(*args, **KW, backend="cpp", weight_precision=precision)
     want = lstmp_ref(*args, **KW, product=product_fn(precision))
     fp32 = lstmp_ref(*args, **KW)
     for g, w, b, name in zip(got, want, fp32, ("out", "h_n", "c_n")):
