@@ -26,11 +26,15 @@ TORCH_LIBRARY(elmo_fast, m) {
       "highway(Tensor x, Tensor w_transform, Tensor b_transform, Tensor w_carry, Tensor b_carry, "
       "Tensor? w_transform_packed=None, Tensor? w_carry_packed=None) -> Tensor");
   // x @ weight + bias (bilm-tf's layout: weight is (K, M)); the token encoder's projection.
-  m.def("dense(Tensor x, Tensor weight, Tensor bias, Tensor? weight_packed=None) -> Tensor");
+  // weight_packed may also be a reduced-precision layout (int8 ones with their `weight_scale`), see lstmp.
+  m.def("dense(Tensor x, Tensor weight, Tensor bias, Tensor? weight_packed=None, Tensor? weight_scale=None) -> Tensor");
   // A weight (..., K, N) as the 16-column panels (..., ceil(N / 16), K, 16) that the CPU kernels read.
   // Optional `*_packed` arguments take it: pass it to skip packing on every call. For lstmp,
   // w_ih_packed = pack_panels(w_ih.unflatten(-1, (4, C)).transpose(1, 2)) (w_hh alike) and
   // w_proj_packed = pack_panels(w_proj). Packed weights may be bfloat16, or int8 with the scale of
   // every padded column in `*_scale` (int8 value times scale = weight; see elmo_fast.reference.quantize).
   m.def("pack_panels(Tensor weight) -> Tensor");
+  // One line per kind of product (fp32, bf16, int8): the CPU micro-kernel that runs it here, and why
+  // not a faster one. For `elmo-fast env`.
+  m.def("cpu_kernels() -> str[]");
 }

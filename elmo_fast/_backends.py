@@ -132,6 +132,9 @@ def env_report() -> str:
     for backend in BACKENDS:
         ok, why = probe(backend)
         lines.append(f"  {backend:7s} {'yes' if ok else 'no ':3s} {why}")
+    if probe("cpp")[0]:
+        lines.append("cpp kernels:")
+        lines.extend(f"  {line}" for line in torch.ops.elmo_fast.cpu_kernels())
     from elmo_fast.ops.char_ids import probe_numba
 
     ok, why = probe_numba()

@@ -1,7 +1,9 @@
 """Reduced-precision LSTM weights (``weight_precision="bf16"`` / ``"int8"``).
 
-The reference twin of the ``cpp`` kernels is :func:`lstmp_ref` on :func:`dequantize`'d weights: the
-kernels read the stored bf16 / int8 values and must give the same numbers at fp32 tolerance.
+The reference twin of the ``cpp`` kernels is :func:`lstmp_ref` with the products of
+:mod:`elmo_fast.reference.lowp` (bf16-rounded or per-row quantised activations times the stored
+weights): the kernels must give the same numbers at fp32 tolerance. The arithmetic itself and the
+``ELMO_FAST_PRODUCTS=fp32`` mode are tested in test_lowp_products.py.
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ from elmo_fast.cli import main as cli_main
 from elmo_fast.modules import BiLm
 from elmo_fast.ops.lstmp import _pack_gates, lstmp
 from elmo_fast.reference import lstmp_ref
+from elmo_fast.reference.lowp import product_fn
 from elmo_fast.reference.quantize import INT8_MAX, dequantize, int8_columns
 from elmo_fast.weights import load_weights
-from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close, random_lstm_inputs, random_sentences
+from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close, assert_follows_twin, random_lstm_inputs, random_sentences
 
 REDUCED = ["bf16", "int8"]
 LSTM_ARGS = ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")
@@ -35,9 +38,7 @@ def _args(inputs):
 
 
 def _reference(inputs, precision, **kw):
-    x, lengths, w_ih, w_hh, bias, w_proj, h0, c0 = _args(inputs)
-    deq = [dequantize(w, precision) for w in (w_ih, w_hh, w_proj)]
-    return lstmp_ref(x, lengths, deq[0], deq[1], bias, deq[2], h0, c0, **kw)
+    return lstmp_ref(*_args(inputs), **kw, product=product_fn(precision))
 
 
 def test_int8_columns_bounds_and_error():
@@ -63,6 +64,7 @@ def test_int8_columns_bounds_and_error():
         pytest.param(2, 7, 9, 24, 40, id="mixed-odd"),
         pytest.param(1, 3, 5, 130, 20, id="D1-P130"),
         pytest.param(2, 13, 6, 16, 136, id="B13-C136"),
+        pytest.param(2, 4, 5, 13, 24, id="P13-odd-K"),
     ],
 )
 def test_cpp_matches_reference_on_stored_weights(precision, dirs, batch, width, proj, cell):
@@ -73,8 +75,8 @@ def test_cpp_matches_reference_on_stored_weights(precision, dirs, batch, width, 
         through_dispatch = lstmp(*_args(inputs), **kw, backend="cpp", weight_precision=precision)
         emulated = lstmp(*_args(inputs), **kw, backend="ref", weight_precision=precision)
         fp32 = lstmp_ref(*_args(inputs), **kw)
-    for g, r, e, name in zip(got, _reference(inputs, precision, **kw), emulated, ("out", "h_n", "c_n")):
-        assert_close(g, r, what=f"{precision} {name}")
+    for g, r, e, b, name in zip(got, _reference(inputs, precision, **kw), emulated, fp32, ("out", "h_n", "c_n")):
+        assert_follows_twin(g, r, b, what=f"{precision} {name}")
         assert_close(e, r, what=f"ref backend, {precision} {name}")
     for a, b in zip(got, through_dispatch):
         assert torch.equal(a, b)
@@ -119,7 +121,7 @@ def test_whole_model_cpp_equals_ref(precision):
     got, mask = cpp.batch_to_embeddings(sentences)
     want, _ = ref.batch_to_embeddings(sentences)
     base, _ = fp32.batch_to_embeddings(sentences)
-    assert_close(got, want, what=precision)
+    assert_follows_twin(got, want, base, what=precision)
     # the token layer is fp32 in every mode; the LSTM layers are not
     assert torch.equal(got[:, 0], base[:, 0])
     assert not torch.equal(got[:, 1:], base[:, 1:])
@@ -175,23 +177,23 @@ def test_cli_weight_precision_refused_on_ray(tmp_path, capsys):
 
 
 def test_portable_kernels_for_reduced_weights():
-    """bf16 and int8 panels through the portable micro-kernel (ELMO_FAST_DISABLE_AVX2)."""
+    """bf16 and int8 panels and products through the portable micro-kernels (ELMO_FAST_DISABLE_AVX2)."""
     script = textwrap.dedent(
         """
         import torch
         from elmo_fast.ops.lstmp import lstmp
         from elmo_fast.reference import lstmp_ref
-        from elmo_fast.reference.quantize import dequantize
-        from utils import assert_close, random_lstm_inputs
+        from elmo_fast.reference.lowp import product_fn
+        from utils import assert_follows_twin, random_lstm_inputs
         inputs = random_lstm_inputs(2, 5, 6, 24, 40, seed=6)
         x, lengths, w_ih, w_hh, bias, w_proj, h0, c0 = [inputs[k] for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")]
         with torch.no_grad():
             for precision in ("bf16", "int8"):
                 got = lstmp(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=3.0, proj_clip=3.0, residual=True, weight_precision=precision, backend="cpp")
-                d = [dequantize(w, precision) for w in (w_ih, w_hh, w_proj)]
-                want = lstmp_ref(x, lengths, d[0], d[1], bias, d[2], h0, c0, cell_clip=3.0, proj_clip=3.0, residual=True)
-                for g, r in zip(got, want):
-                    assert_close(g, r, what=precision)
+                want = lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=3.0, proj_clip=3.0, residual=True, product=product_fn(precision))
+                fp32 = lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=3.0, proj_clip=3.0, residual=True)
+                for g, r, b in zip(got, want, fp32):
+                    assert_follows_twin(g, r, b, what=precision)
         """
     )
     env = {**os.environ, "ELMO_FAST_DISABLE_AVX2": "1", "PYTHONPATH": str(Path(__file__).parent)}

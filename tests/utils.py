@@ -98,3 +98,20 @@ def random_lstm_inputs(
         "h0": r(num_dirs, batch, proj, scale=0.5),
         "c0": r(num_dirs, batch, cell),
     }
+
+
+def assert_follows_twin(actual, twin, baseline, what: str = "", rel: float = 1e-4) -> None:
+    """``actual`` computes what ``twin`` does, through a recurrence with rounded activations.
+
+    With bf16 or int8 products every step rounds its activations; an fp32 difference of one ulp (a
+    different summation order) can move a value across a rounding boundary, and the recurrence
+    carries that on. So the check is norm-wise: ``actual`` within ``rel`` (relative Frobenius) of
+    ``twin``, and at least 10 times closer to it than the fp32 ``baseline`` is (which proves the
+    rounding happened). Single products are compared elementwise with :func:`assert_close`.
+    """
+    a, t, b = (v.detach().cpu().double() for v in (actual, twin, baseline))
+    assert a.shape == t.shape == b.shape, f"{what}: shapes {tuple(a.shape)}, {tuple(t.shape)}, {tuple(b.shape)}"
+    assert not torch.isnan(a).any(), f"{what}: output holds NaN"
+    norm = float(t.norm()) or 1.0
+    to_twin, to_base = float((a - t).norm()) / norm, float((b - t).norm()) / norm
+    assert to_twin <= rel and to_twin * 10 <= to_base, f"{what}: relative error {to_twin:.2e} vs the twin (bound {rel:.0e}), {to_base:.2e} fp32 vs the twin"

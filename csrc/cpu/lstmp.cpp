@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "../ops.h"
-#include "packed_gemm.h"
+#include "lowp_gemm.h"
 #include "vec.h"
 
 namespace elmo_fast::cpu {
@@ -227,15 +227,22 @@ struct Layer {
     return e;
   }
 
+  // Activation rows go through a RowBuffer (bf16 or int8 products: converted once per call and
+  // direction, not once per block of columns).
   void input_gemm(int64_t begin, int64_t end, int64_t first, int64_t rows) const {
-    for (int64_t item = begin; item < end; ++item) {
+    thread_local RowBuffer buffer;
+    Rows a;
+    for (int64_t item = begin, converted = -1; item < end; ++item) {
       const int64_t d = item / (4 * n_cb), g = item / n_cb % 4, kb = item % n_cb;
       const int64_t k0 = kb * cb, kw_p = std::min(cb, cell_p - k0);
-      const Panels panels = ih.offset(((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * in_dim * kPanel, in_dim);
+      const Panels panels = ih.panel((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel, in_dim);
+      if (d != converted) {
+        a = buffer.convert(xp + (d * sch.total + first) * in_dim, in_dim, rows, in_dim, ih.group);
+        converted = d;
+      }
       // Row blocks keep the block of inputs in L2 while the panels stream past.
       for (int64_t r0 = 0; r0 < rows; r0 += kInputRowBlock) {
-        const float* a = xp + (d * sch.total + first + r0) * in_dim;
-        packed_gemm(a, in_dim, std::min(kInputRowBlock, rows - r0), panels, kw_p / kPanel, in_dim, gx_block(d, g, kb) + r0 * kw_p, kw_p);
+        packed_gemm(a.from(r0), std::min(kInputRowBlock, rows - r0), panels, kw_p / kPanel, in_dim, gx_block(d, g, kb) + r0 * kw_p, kw_p);
       }
     }
   }
@@ -244,13 +251,19 @@ struct Layer {
     const int64_t rows = sch.active[s];
     const int64_t row0 = sch.offset[s] - window_first;
     std::unique_ptr<float[]> tile(new float[4 * rows * cb]);
-    for (int64_t i = begin; i < end; ++i) {
+    thread_local RowBuffer buffer;
+    Rows a;
+    for (int64_t i = begin, converted = -1; i < end; ++i) {
       const int64_t item = sweep(s, begin, end, i);
       const int64_t d = item / n_cb, kb = item % n_cb;
       const int64_t k0 = kb * cb, kw = std::min(cb, cell - k0), kw_p = std::min(cb, cell_p - k0);
+      if (d != converted) {
+        a = buffer.convert(h + d * batch * proj, proj, rows, proj, hh.group);
+        converted = d;
+      }
       for (int64_t g = 0; g < 4; ++g) {
-        const Panels panels = hh.offset(((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel) * proj * kPanel, proj);
-        packed_gemm(h + d * batch * proj, proj, rows, panels, kw_p / kPanel, proj, tile.get() + g * rows * kw_p, kw_p);
+        const Panels panels = hh.panel((d * 4 + g) * (cell_p / kPanel) + k0 / kPanel, proj);
+        packed_gemm(a, rows, panels, kw_p / kPanel, proj, tile.get() + g * rows * kw_p, kw_p);
       }
       GateArgs args{};
       args.tile = tile.get();
@@ -278,12 +291,18 @@ struct Layer {
     std::unique_ptr<float[]> tile(new float[rows * pb]);
     std::vector<float*> dst(rows);
     std::vector<const float*> res(residual ? rows : 0);
-    for (int64_t i = begin; i < end; ++i) {
+    thread_local RowBuffer buffer;
+    Rows a;
+    for (int64_t i = begin, converted = -1; i < end; ++i) {
       const int64_t item = sweep(s, begin, end, i);
       const int64_t d = item / n_pb, p0 = item % n_pb * pb;
       const int64_t pw = std::min(pb, proj - p0), pw_p = std::min(pb, proj_p - p0);
-      const Panels panels = pr.offset((d * (proj_p / kPanel) + p0 / kPanel) * cell * kPanel, cell);
-      packed_gemm(m + d * batch * cell, cell, rows, panels, pw_p / kPanel, cell, tile.get(), pw_p);
+      const Panels panels = pr.panel(d * (proj_p / kPanel) + p0 / kPanel, cell);
+      if (d != converted) {
+        a = buffer.convert(m + d * batch * cell, cell, rows, cell, pr.group);
+        converted = d;
+      }
+      packed_gemm(a, rows, panels, pw_p / kPanel, cell, tile.get(), pw_p);
       for (int64_t r = 0; r < rows; ++r) {
         dst[r] = out + ((d * batch + sch.perm[r]) * width + position(d, s, sch.length[r])) * proj + p0;
         if (residual) {
@@ -455,7 +474,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
       sch,
       dirs, batch, width, in_dim, cell, proj, cell_p, proj_p,
       cb, n_cb, pb, n_pb, cap,
-      p_xp, Panels::of(ih_p, w_ih_scale), bi.data_ptr<float>(), Panels::of(hh_p, w_hh_scale), Panels::of(pr_p, w_proj_scale),
+      p_xp, Panels::of(ih_p, w_ih_scale, 2), bi.data_ptr<float>(), Panels::of(hh_p, w_hh_scale, 2), Panels::of(pr_p, w_proj_scale, 1),
       gx.data_ptr<float>(), h.data_ptr<float>(), c.data_ptr<float>(), m.data_ptr<float>(), out.data_ptr<float>(),
       residual, clip_value(cell_clip), clip_value(proj_clip)};
   if (at::get_num_threads() <= dirs) {

@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "vec.h"
@@ -50,6 +51,21 @@ inline bool panel_dtype(at::ScalarType t) {
   return t == at::kFloat || t == at::kBFloat16 || t == at::kChar;
 }
 
+// How many consecutive k a panel row interleaves: 1 for k-major panels of any dtype, 2 for bf16
+// pairs (the layout vdpbf16ps reads: [..., N / 16, ceil(K / 2), 16, 2]), 4 for uint8 quads (the
+// layout vpdpbusd reads: [..., N / 16, ceil(K / 4), 16, 4]). See lowp_gemm.h.
+inline int64_t k_group(const at::Tensor& packed, size_t lead_dims) {
+  if (packed.dim() == static_cast<int64_t>(lead_dims) + 4) {
+    if (packed.scalar_type() == at::kBFloat16 && packed.size(-1) == 2) {
+      return 2;
+    }
+    if (packed.scalar_type() == at::kByte && packed.size(-1) == 4) {
+      return 4;
+    }
+  }
+  return 1;
+}
+
 // w [..., K, N] (any strides) -> [..., ceil(N / 16), K, 16] of w's dtype, zero-padded columns.
 inline at::Tensor pack_panels(const at::Tensor& w) {
   TORCH_CHECK(w.dim() >= 2, "pack_panels: need a matrix or a stack of matrices, got ", w.sizes());
@@ -64,15 +80,21 @@ inline at::Tensor pack_panels(const at::Tensor& w) {
 }
 
 // Shape check for a packed operand of the matrix [K, N] (leading dims `lead`), and for its scales:
-// int8 panels need them ([..., round_up(N, 16)] float32), the other dtypes take none.
+// int8 and uint8 panels need them ([..., round_up(N, 16)] float32), the other dtypes take none.
 inline void check_packed(const at::Tensor& packed, const std::optional<at::Tensor>& scale, const char* name, at::IntArrayRef lead, int64_t k, int64_t n) {
+  const int64_t group = k_group(packed, lead.size());
   std::vector<int64_t> shape(lead.begin(), lead.end());
   shape.push_back(round_up(n, kPanel) / kPanel);
-  shape.push_back(k);
+  shape.push_back(round_up(k, group) / group);
   shape.push_back(kPanel);
-  TORCH_CHECK(panel_dtype(packed.scalar_type()) && packed.sizes() == at::IntArrayRef(shape), name, " must be pack_panels' output ",
-              at::IntArrayRef(shape), " (float32, bfloat16 or int8), got ", packed.sizes(), " ", packed.scalar_type());
-  if (packed.scalar_type() != at::kChar) {
+  if (group > 1) {
+    shape.push_back(group);
+  }
+  TORCH_CHECK((group > 1 || panel_dtype(packed.scalar_type())) && packed.sizes() == at::IntArrayRef(shape), name, " must be pack_panels' output ",
+              at::IntArrayRef(shape), " (float32, bfloat16 or int8; or bfloat16 pairs or uint8 quads, see lowp_gemm.h), got ",
+              packed.sizes(), " ", packed.scalar_type());
+  const bool int8 = packed.scalar_type() == at::kChar || packed.scalar_type() == at::kByte;
+  if (!int8) {
     TORCH_CHECK(!scale.has_value(), name, ": scales go only with int8 panels, got ", packed.scalar_type(), " panels");
     return;
   }
@@ -89,20 +111,25 @@ inline void check_packed(const at::Tensor& packed, const char* name, at::IntArra
   TORCH_CHECK(packed.scalar_type() == at::kFloat, name, " must be float32 panels, got ", packed.scalar_type());
 }
 
-// One packed operand as the kernels read it: panels of float, bf16 (raw uint16 bits) or int8, and
-// for int8 the scale of every (padded) column.
+// One packed operand as the kernels read it: panels of float, bf16 (raw uint16 bits), int8 or uint8,
+// `group` consecutive k per panel row (k_group), and for int8 / uint8 the scale of every (padded) column.
 struct Panels {
   const void* data = nullptr;
   at::ScalarType type = at::kFloat;
   const float* scale = nullptr;
+  int64_t group = 1;
 
-  static Panels of(const at::Tensor& packed, const std::optional<at::Tensor>& scale) {
-    return {packed.data_ptr(), packed.scalar_type(), scale ? scale->data_ptr<float>() : nullptr};
+  static Panels of(const at::Tensor& packed, const std::optional<at::Tensor>& scale, size_t lead_dims) {
+    return {packed.data_ptr(), packed.scalar_type(), scale ? scale->data_ptr<float>() : nullptr, k_group(packed, lead_dims)};
   }
 
-  // The operand from element `elem` on, where `elem` is a whole number of panels of depth k.
-  Panels offset(int64_t elem, int64_t k) const {
-    return {static_cast<const char*>(data) + elem * static_cast<int64_t>(at::elementSize(type)), type, scale ? scale + elem / k : nullptr};
+  // Elements of one panel of depth k.
+  int64_t panel_elems(int64_t k) const { return round_up(k, group) * kPanel; }
+
+  // The operand from its panel `index` on, for panels of depth k.
+  Panels panel(int64_t index, int64_t k) const {
+    const int64_t bytes = index * panel_elems(k) * static_cast<int64_t>(at::elementSize(type));
+    return {static_cast<const char*>(data) + bytes, type, scale ? scale + index * kPanel : nullptr, group};
   }
 };
 
@@ -324,54 +351,62 @@ inline void panel_kernel(
   }
 }
 
-// Panels computed together for a call of `rows` rows (one row group): 4 for one row, 2 for two.
-inline int64_t panels_at_once(int64_t rows) {
-  return rows == 1 ? 4 : rows == 2 ? 2 : 1;
+// Panels computed together for a call of `rows` rows (one row group): 4 for one row, 2 for two,
+// else `wide`.
+inline int64_t panels_at_once(int64_t rows, int64_t wide = 1) {
+  return rows == 1 ? 4 : rows == 2 ? 2 : wide;
 }
 
-// c[rows, 16 * n_panels] (row stride ldc) = a[rows, k] (row stride lda) @ n_panels consecutive panels
-// (int8: times each column's scale, `scale` pointing at the first panel's).
+template <int N>
+using Int = std::integral_constant<int, N>;
+
+// The loop every panel GEMM shares: over blocks of panels and, inside, over row groups; calls
+// kernel(Int<R>, Int<NP>, r0, j, prefetch, every, burst) for rows [r0, r0 + R) and panels
+// [j, j + NP), where one panel is `panel_bytes` long and the kernel's loop runs `iters` times.
 // Rows go in groups of at most kMaxRows, of near-equal size (32 rows: 6,6,5,5,5,5, not 6,6,6,6,6,2);
-// one or two rows take several panels per pass (panels_at_once).
+// one or two rows take several panels per pass, larger groups `Wide` (panels_at_once).
 // While a block of panels is in use, each row group prefetches its share of the next block, spread
 // evenly over the pass.
 // NOTE: spreading measured 90 GFLOP/s against 82 when the first group fetched the whole next panel
 // ([32, 512] x [512, 16384] streamed from memory, one core), and 23 GB/s against 19 for one row.
-template <typename W>
-inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const W* panels, const float* scale, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
+template <int Wide, typename Kernel>
+inline void for_each_panel_block(int64_t rows, const void* panels, int64_t n_panels, int64_t panel_bytes, int64_t iters, const Kernel& kernel) {
   const int64_t groups = (rows + kMaxRows - 1) / kMaxRows;
-  const int64_t at_once = panels_at_once(rows);
-  const int64_t stride = k * kPanel;
-  // 64-byte lines per panel
-  const int64_t lines = (stride * static_cast<int64_t>(sizeof(W)) + 63) / 64;
+  const int64_t at_once = panels_at_once(rows, Wide);
+  const int64_t lines = (panel_bytes + 63) / 64;
   for (int64_t j = 0; j < n_panels;) {
     const int64_t np = j + at_once <= n_panels ? at_once : 1;
-    const W* panel = panels + j * stride;
-    const float* panel_scale = scale ? scale + j * kPanel : nullptr;
     const int64_t ahead = std::min(np, n_panels - j - np);
-    const char* next = ahead > 0 ? reinterpret_cast<const char*>(panel + np * stride) : nullptr;
+    const char* next = ahead > 0 ? static_cast<const char*>(panels) + (j + np) * panel_bytes : nullptr;
     int64_t r0 = 0;
     for (int64_t gi = 0; gi < groups; ++gi) {
       const int64_t n = (rows - r0) / (groups - gi) + ((rows - r0) % (groups - gi) != 0);
-      const float* ar = a + r0 * lda;
-      float* cr = c + r0 * ldc + j * kPanel;
       const int64_t lo = gi * ahead * lines / groups, hi = (gi + 1) * ahead * lines / groups;
       const char* pf = next && hi > lo ? next + lo * 64 : nullptr;
-      const int64_t burst = hi > lo ? (hi - lo + k - 1) / k : 1;
-      const int64_t every = hi > lo ? std::max<int64_t>(1, k * burst / (hi - lo)) : 1;
-      if (np == 4) {
-        panel_kernel<1, 4>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst);
-      } else if (np == 2) {
-        panel_kernel<2, 2>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst);
-      } else {
+      const int64_t burst = hi > lo ? (hi - lo + iters - 1) / iters : 1;
+      const int64_t every = hi > lo ? std::max<int64_t>(1, iters * burst / (hi - lo)) : 1;
+      auto run = [&](auto np_c) {
         switch (n) {
-          case 6: panel_kernel<6, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
-          case 5: panel_kernel<5, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
-          case 4: panel_kernel<4, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
-          case 3: panel_kernel<3, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
-          case 2: panel_kernel<2, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
-          default: panel_kernel<1, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+          case 6: kernel(Int<6>{}, np_c, r0, j, pf, every, burst); break;
+          case 5: kernel(Int<5>{}, np_c, r0, j, pf, every, burst); break;
+          case 4: kernel(Int<4>{}, np_c, r0, j, pf, every, burst); break;
+          case 3: kernel(Int<3>{}, np_c, r0, j, pf, every, burst); break;
+          case 2: kernel(Int<2>{}, np_c, r0, j, pf, every, burst); break;
+          default: kernel(Int<1>{}, np_c, r0, j, pf, every, burst); break;
         }
+      };
+      if (np == 4) {
+        kernel(Int<1>{}, Int<4>{}, r0, j, pf, every, burst);
+      } else if (np == 2 && rows == 2) {
+        kernel(Int<2>{}, Int<2>{}, r0, j, pf, every, burst);
+      } else if constexpr (Wide == 2) {
+        if (np == 2) {
+          run(Int<2>{});
+        } else {
+          run(Int<1>{});
+        }
+      } else {
+        run(Int<1>{});
       }
       r0 += n;
     }
@@ -379,24 +414,21 @@ inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const W* pane
   }
 }
 
+// c[rows, 16 * n_panels] (row stride ldc) = a[rows, k] (row stride lda) @ n_panels consecutive panels
+// (int8: times each column's scale, `scale` pointing at the first panel's).
+template <typename W>
+inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const W* panels, const float* scale, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
+  const int64_t stride = k * kPanel;
+  for_each_panel_block<1>(rows, panels, n_panels, stride * static_cast<int64_t>(sizeof(W)), k,
+                          [&](auto r_c, auto np_c, int64_t r0, int64_t j, const char* pf, int64_t every, int64_t burst) {
+                            panel_kernel<decltype(r_c)::value, decltype(np_c)::value>(
+                                a + r0 * lda, lda, panels + j * stride, stride, scale ? scale + j * kPanel : nullptr, k, c + r0 * ldc + j * kPanel, ldc, pf, every, burst);
+                          });
+}
+
 // float32 panels (the token encoder's).
 inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const float* panels, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
   packed_gemm<float>(a, lda, rows, panels, nullptr, n_panels, k, c, ldc);
-}
-
-// Any packed operand (see Panels).
-inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const Panels& w, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
-  switch (w.type) {
-    case at::kBFloat16:
-      packed_gemm(a, lda, rows, static_cast<const uint16_t*>(w.data), nullptr, n_panels, k, c, ldc);
-      break;
-    case at::kChar:
-      packed_gemm(a, lda, rows, static_cast<const int8_t*>(w.data), w.scale, n_panels, k, c, ldc);
-      break;
-    default:
-      packed_gemm(a, lda, rows, static_cast<const float*>(w.data), nullptr, n_panels, k, c, ldc);
-      break;
-  }
 }
 
 }  // namespace elmo_fast::cpu

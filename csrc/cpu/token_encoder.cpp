@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "packed_gemm.h"
+#include "lowp_gemm.h"
 #include "vec.h"
 
 namespace elmo_fast::cpu {
@@ -303,7 +303,9 @@ at::Tensor highway_cpu(
   return y;
 }
 
-at::Tensor dense_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const std::optional<at::Tensor>& weight_packed) {
+at::Tensor dense_cpu(
+    const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const std::optional<at::Tensor>& weight_packed,
+    const std::optional<at::Tensor>& weight_scale) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat, "dense: x must be float32 (N, K), got ", x.sizes(), " ", x.scalar_type());
   TORCH_CHECK(weight.dim() == 2 && weight.size(0) == x.size(1) && weight.scalar_type() == at::kFloat, "dense: weight must be float32 (", x.size(1), ", M), got ", weight.sizes());
   TORCH_CHECK(bias.numel() == weight.size(1) && bias.scalar_type() == at::kFloat, "dense: bias must be float32 with ", weight.size(1), " values");
@@ -313,12 +315,15 @@ at::Tensor dense_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Te
     return y;
   }
   const at::Tensor xc = x.contiguous(), b = bias.contiguous();
-  const at::Tensor w = packed_or_pack(weight_packed, weight, "dense: weight_packed");
+  // Any packed layout (fp32, bf16 or int8 weights; bf16 or int8 products, lowp_gemm.h).
+  const at::Tensor w = weight_packed ? weight_packed->contiguous() : pack_panels(weight);
+  check_packed(w, weight_scale, "dense: weight_packed", {}, k, cols);
+  const Panels panels = Panels::of(w, weight_scale, 0);
   const float* p_x = xc.data_ptr<float>();
   float* p_y = y.data_ptr<float>();
   for_each_block(rows, cols, 1, [&](int64_t r0, int64_t nr, int64_t c0, int64_t nc, float* tile) {
     const int64_t nc_p = round_up(nc, kPanel);
-    packed_gemm(p_x + r0 * k, k, nr, w.data_ptr<float>() + c0 * k, nc_p / kPanel, k, tile, nc_p);
+    packed_gemm(p_x + r0 * k, k, nr, panels.panel(c0 / kPanel, k), nc_p / kPanel, k, tile, nc_p);
     bias_epilogue(tile, nc_p, b.data_ptr<float>() + c0, p_y + r0 * cols + c0, cols, nr, nc);
   });
   return y;

@@ -18,6 +18,16 @@ def pack_matrix(weight: torch.Tensor) -> torch.Tensor:
     return torch.ops.elmo_fast.pack_panels(weight)
 
 
+def interleave_k(panels: torch.Tensor, group: int) -> torch.Tensor:
+    """Panels ``(..., N / 16, K, 16)`` -> ``(..., N / 16, ceil(K / group), 16, group)``.
+
+    ``group`` consecutive k side by side per column: the layout of ``csrc/cpu/lowp_gemm.h`` (bf16
+    pairs, uint8 quads); padded k are zero.
+    """
+    padded = torch.nn.functional.pad(panels, (0, 0, 0, -panels.shape[-2] % group))
+    return padded.unflatten(-2, (-1, group)).transpose(-1, -2).contiguous()
+
+
 def packed(weight: torch.Tensor, kind: str) -> torch.Tensor:
     """:func:`pack_matrix` of ``weight``, made once per weight contents (:data:`WEIGHT_CACHE`)."""
     return WEIGHT_CACHE.get(weight, ("cpp.pack", kind), pack_matrix)

@@ -3,7 +3,9 @@
 Semantics and tensor layouts: :func:`elmo_fast.reference.lstmp_ref`. Every backend registers a
 function ``fn(x, lengths, layer, h0, c0)`` with ``layer`` a :class:`LstmpLayer` (the weights and
 the clips, written out once here); the registry (:mod:`elmo_fast.ops.registry`) falls back to the
-reference and dequantises the weights for the backends that do not read them natively.
+reference and dequantises the weights for the backends that do not read them natively. The
+reference and ``cpp`` read reduced-precision weights natively and multiply in that precision
+(:mod:`elmo_fast.reference.lowp`; ``ELMO_FAST_PRODUCTS=fp32`` keeps float32 products).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 from elmo_fast.ops import cpp, registry
 from elmo_fast.ops.registry import FLOAT32_ONLY, WEIGHT_CACHE
 from elmo_fast.reference.lstmp import lstmp_ref
+from elmo_fast.reference.lowp import product_fn, products_precision
 from elmo_fast.reference.quantize import check_weight_precision, dequantize, int8_columns
 
 LstmpOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -48,7 +51,19 @@ class LstmpLayer(NamedTuple):
 
 
 def _ref(x: torch.Tensor, lengths: torch.Tensor, layer: LstmpLayer, h0: torch.Tensor | None, c0: torch.Tensor | None) -> LstmpOutput:
-    return lstmp_ref(x, lengths, *layer[:4], h0, c0, cell_clip=layer.cell_clip, proj_clip=layer.proj_clip, residual=layer.residual)
+    """:func:`lstmp_ref` with the layer's weights and products as the ``cpp`` backend runs them.
+
+    Reduced-precision weights multiply in their own precision (:mod:`elmo_fast.reference.lowp`),
+    or, with ``ELMO_FAST_PRODUCTS=fp32``, as their float32 values; so the reference (the ``ref``
+    backend and every fallback to it) is the twin of the ``cpp`` kernels in each mode.
+    """
+    products = products_precision(layer.weight_precision)
+    if products == "fp32":
+        layer = layer.dequantized()
+    return lstmp_ref(
+        x, lengths, *layer[:4], h0, c0,
+        cell_clip=layer.cell_clip, proj_clip=layer.proj_clip, residual=layer.residual, product=product_fn(products),
+    )
 
 
 def _tensors(x, lengths, layer: LstmpLayer, h0, c0) -> tuple[torch.Tensor | None, ...]:
@@ -59,7 +74,7 @@ def _dequantize(x, lengths, layer: LstmpLayer, h0, c0) -> tuple:
     return x, lengths, layer.dequantized(), h0, c0
 
 
-registry.define("lstmp", _ref, tensors=_tensors, dequantize=_dequantize)
+registry.define("lstmp", _ref, tensors=_tensors, dequantize=_dequantize, native_precision=True)
 
 
 def lstmp(
@@ -83,7 +98,8 @@ def lstmp(
     ``backend`` must already be resolved (see :func:`elmo_fast._backends.resolve`); a backend with
     no implementation of this op runs the reference. ``weight_precision`` (see
     :mod:`elmo_fast.reference.quantize`): the ``cpp`` backend stores ``w_ih``, ``w_hh`` and
-    ``w_proj`` in that precision; the others compute with the same rounded weights in float32.
+    ``w_proj`` in that precision and multiplies in it (:mod:`elmo_fast.reference.lowp`), ``ref``
+    computes the same products in PyTorch, the others compute with the rounded weights in float32.
     """
     layer = LstmpLayer(w_ih, w_hh, bias, w_proj, cell_clip, proj_clip, residual, check_weight_precision(weight_precision))
     return lstmp_layer(x, lengths, layer, h0, c0, backend=backend)
@@ -122,20 +138,26 @@ def _pad_columns(scale: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(scale, (0, -scale.shape[-1] % 16), value=1.0).contiguous()
 
 
-def _packer(precision: str, gates: bool):
-    """``weight -> (panels, scales or None)`` for ``precision`` storage; ``gates``: ``w_ih``/``w_hh``."""
+def _packer(precision: str, gates: bool, products: str):
+    """``weight -> (panels, scales or None)`` for ``precision`` storage and ``products`` arithmetic;
+    ``gates``: ``w_ih``/``w_hh``."""
     pack = _pack_gates if gates else cpp.pack_matrix
 
     def packed(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if precision == "fp32":
             return pack(weight), None
         if precision == "bf16":
-            return pack(weight.to(torch.bfloat16)), None
+            panels = pack(weight.to(torch.bfloat16))
+            return (cpp.interleave_k(panels, 2) if products == "bf16" else panels), None
         q, scale = int8_columns(weight)
+        if products == "int8":
+            # the unsigned bytes q + 128 (see csrc/cpu/lowp_gemm.h)
+            q = (q.to(torch.int16) + 128).to(torch.uint8)
         if gates:
             # (D, 4C) -> per gate (D, 4, C)
             scale = scale.unflatten(-1, (4, scale.shape[-1] // 4))
-        return pack(q), _pad_columns(scale)
+        panels = pack(q) if products != "int8" else cpp.interleave_k(pack(q.view(torch.int8)).view(torch.uint8), 4)
+        return panels, _pad_columns(scale)
 
     return packed
 
@@ -146,10 +168,14 @@ def lstmp_cpp(x, lengths, layer: LstmpLayer, h0, c0) -> LstmpOutput:
     The packed copies take as much memory as ``w_ih``, ``w_hh`` and ``w_proj`` themselves (300 MB
     for the original model; the encoder adds ~70 MB), half that in ``weight_precision="bf16"``
     and a quarter in ``"int8"`` (see :mod:`elmo_fast.reference.quantize`).
+
+    With bf16 or int8 weights the products run in that precision (:mod:`elmo_fast.reference.lowp`;
+    ``ELMO_FAST_PRODUCTS=fp32`` keeps them in float32 on the reduced weights).
     """
     precision = layer.weight_precision
+    products = products_precision(precision)
     (ih, ih_s), (hh, hh_s), (pr, pr_s) = (
-        WEIGHT_CACHE.get(w, ("cpp.lstmp", kind, precision), _packer(precision, kind == "gates"))
+        WEIGHT_CACHE.get(w, ("cpp.lstmp", kind, precision, products), _packer(precision, kind == "gates", products))
         for w, kind in ((layer.w_ih, "gates"), (layer.w_hh, "gates"), (layer.w_proj, "w_proj"))
     )
     out, h_n, c_n = torch.ops.elmo_fast.lstmp(

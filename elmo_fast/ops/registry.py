@@ -71,9 +71,14 @@ def define(
     *,
     tensors: Callable[..., Iterable[torch.Tensor | None]],
     dequantize: Callable[..., tuple] | None = None,
+    native_precision: bool = False,
 ) -> None:
-    """Define ``op`` with its reference implementation (registered as backend ``ref``)."""
-    _OPS[op] = OpDef(op, Impl(reference), tensors, dequantize)
+    """Define ``op`` with its reference implementation (registered as backend ``ref``).
+
+    ``native_precision``: the reference reads reduced-precision weights itself (it then serves as
+    the twin of a kernel that computes in that precision, also when a call falls back to it).
+    """
+    _OPS[op] = OpDef(op, Impl(reference, native_precision=native_precision), tensors, dequantize)
     _IMPLS[op] = {"ref": _OPS[op].reference}
 
 

@@ -118,7 +118,7 @@ if cpp.available():
         return torch.empty_like(x)
 
     @torch.library.register_fake("elmo_fast::dense")
-    def _dense_fake(x, weight, bias, weight_packed=None):
+    def _dense_fake(x, weight, bias, weight_packed=None, weight_scale=None):
         return x.new_empty(x.shape[0], weight.shape[1])
 
     registry.register("token_encoder", "cpp", token_encoder_cpp, dtypes=FLOAT32_ONLY)

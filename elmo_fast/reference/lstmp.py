@@ -20,6 +20,8 @@ last real position. Padding outputs are exactly 0 and never touch the state.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .char_ids import length_mask
@@ -52,13 +54,17 @@ def lstmp_ref(
     cell_clip: float | None = None,
     proj_clip: float | None = None,
     residual: bool = False,
+    product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run one LSTM-with-projection layer in D directions over a padded batch.
 
     Returns ``(out, h_n, c_n)``: ``out`` ``(D, B, T, P)`` (plus ``x`` at real positions when
     ``residual``), and the state after each row's last processed position, ``(D, B, P)`` and
     ``(D, B, C)``. The clipped cell is what is carried; the residual is not part of the state.
+    ``product(a, w)``: the three matrix products (default ``torch.matmul``); see
+    :func:`elmo_fast.reference.lowp.product` for reduced-precision ones.
     """
+    mm = torch.matmul if product is None else product
     num_dirs, batch, width, _ = x.shape
     cell = w_proj.shape[1]
     proj = w_proj.shape[2]
@@ -81,14 +87,14 @@ def lstmp_ref(
     for s in range(steps):
         if s % TIME_CHUNK == 0:
             # Input GEMM for a block of positions at once: [D, B, TIME_CHUNK, 4C]
-            gates_x = torch.matmul(xs[:, :, s : s + TIME_CHUNK], w_ih.unsqueeze(1)) + bias[:, None, None, :]
+            gates_x = mm(xs[:, :, s : s + TIME_CHUNK], w_ih.unsqueeze(1)) + bias[:, None, None, :]
         # [D, B, 4C]
-        z = gates_x[:, :, s % TIME_CHUNK] + torch.bmm(h, w_hh)
+        z = gates_x[:, :, s % TIME_CHUNK] + mm(h, w_hh)
         i, j, f, o = z.chunk(4, dim=-1)
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
         if cell_clip:
             c_new = c_new.clamp(-cell_clip, cell_clip)
-        h_new = torch.bmm(torch.sigmoid(o) * torch.tanh(c_new), w_proj)
+        h_new = mm(torch.sigmoid(o) * torch.tanh(c_new), w_proj)
         if proj_clip:
             h_new = h_new.clamp(-proj_clip, proj_clip)
         active = (s < lengths).view(1, batch, 1)

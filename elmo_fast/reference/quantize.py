@@ -1,8 +1,8 @@
 """Reduced-precision storage of the LSTM weights: what the stored values are, as fp32 tensors.
 
 ``weight_precision`` (``BiLm``, ``Elmo``, ``ElmoEmbedder``, ``elmo-fast embed --weight-precision``)
-stores ``w_ih``, ``w_hh`` and ``w_proj`` of every biLSTM layer in fewer bits; every product still
-accumulates in float32 and the token encoder, biases and state stay float32:
+stores ``w_ih``, ``w_hh`` and ``w_proj`` of every biLSTM layer in fewer bits; the token encoder,
+biases and state stay float32 (how the products are computed: :mod:`elmo_fast.reference.lowp`):
 
 - ``"fp32"``: the weights as loaded (the default).
 - ``"bf16"``: each weight rounded to bfloat16 (round to nearest even), 2 bytes.
@@ -11,8 +11,8 @@ accumulates in float32 and the token encoder, biases and state stay float32:
   the weight used is ``q * scale``.
 
 The ``cpp`` backend reads the stored form directly (batch-1 inference is bound by reading the
-weights, so fewer bytes is lower latency); every other backend computes with
-:func:`dequantize` of the weights in float32, which gives the same numbers at fp32 speed.
+weights, so fewer bytes is lower latency) and multiplies in that precision; ``ref`` computes the same
+products in PyTorch; the GPU backends compute with :func:`dequantize` of the weights in float32.
 """
 from __future__ import annotations
 
