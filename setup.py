@@ -143,7 +143,7 @@ def selected_extensions() -> list:
 setup(
     packages=["elmo_fast", "elmo_fast.reference", "elmo_fast.ops", "elmo_fast.modules", "elmo_fast.train", "elmo_fast.kernels"],
     package_dir={"elmo_fast.kernels": "kernels"},
-    package_data={"elmo_fast": ["data/default/*.json", "data/default/*.hdf5", "data/default/*.txt", "data/default/*.md"]},
+    package_data={"elmo_fast": ["data/default/*.json", "data/default/*.hdf5", "data/default/*.txt", "data/default/*.md", "serve/static/*.html"]},
     include_package_data=True,
     ext_modules=selected_extensions(),
     cmdclass={"build_ext": build_ext_class()},

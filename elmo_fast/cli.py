@@ -115,6 +115,28 @@ def _build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--max-items", type=int, default=None, help="subsample each dataset (quick runs)")
     probe.add_argument("--seed", type=int, default=0)
 
+    serve = sub.add_parser(
+        "serve",
+        help="HTTP embedding service with dynamic batching (pip install 'elmo_fast[serve]')",
+        description="Serve POST /embed, /health, /metrics, OpenAPI docs at /docs and a similarity page at /. "
+        "Concurrent requests are batched together up to --max-batch-tokens or --max-wait-ms; with --state zero "
+        "or warm every sentence still gets its own vectors. SIGTERM finishes in-flight requests and exits 0.",
+    )
+    serve.add_argument("--options", "--options-file", dest="options", type=Path, help="options.json of the model")
+    serve.add_argument("--weights", "--weight-file", dest="weights", type=Path, help="weights.hdf5 of the model")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--state", choices=("zero", "warm", "carry"), default="zero", help="zero (default) or warm; carry is refused")
+    serve.add_argument("--backend", default="auto", help="auto (default), cuda, triton, cpp or ref")
+    serve.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    serve.add_argument("--max-batch-tokens", type=int, default=2048, metavar="N", help="padded tokens per forward (default 2048)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS", help="wait for company per batch (default 5)")
+    serve.add_argument("--max-queue-sentences", type=int, default=1024, metavar="N", help="admitted sentences before 503 (default 1024)")
+    serve.add_argument("--max-request-sentences", type=int, default=64, metavar="N", help="sentences per request (default 64)")
+    serve.add_argument("--max-sentence-length", type=int, default=256, metavar="N", help="tokens per sentence (default 256)")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.set_defaults(handler=_serve)
+
     sub.add_parser("env", help="print versions and which backends loaded (and why the others did not)")
     from elmo_fast.train.cli import add_train_commands
 
@@ -259,6 +281,49 @@ def _probe(args: argparse.Namespace) -> int:
             )
     print(f"wrote {args.out_dir / 'probe.json'}" + (f" and {report['plot']}" if report["plot"] else " (no plot: pip install matplotlib)"))
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``elmo-fast serve``: :func:`elmo_fast.serve.run_server` with the command's options."""
+    import logging
+
+    from elmo_fast.batching import CARRY_REASON
+
+    def fail(message: str) -> int:
+        print(f"elmo-fast serve: error: {message}", file=sys.stderr)
+        return 2
+
+    if args.state == "carry":
+        return fail(f"--state carry cannot be served: {CARRY_REASON}; use --state zero or warm")
+    if (args.options is None) != (args.weights is None):
+        return fail("give both --options and --weights, or neither (bundled default model)")
+    try:
+        from elmo_fast.serve import ServeConfig, run_server
+    except ImportError as exc:
+        return fail(f"{exc}; install the server with: pip install 'elmo_fast[serve]'")
+    from elmo_fast.embedder import ElmoEmbedder
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = ServeConfig(
+            max_batch_tokens=args.max_batch_tokens,
+            max_wait_ms=args.max_wait_ms,
+            max_queue_sentences=args.max_queue_sentences,
+            max_request_sentences=args.max_request_sentences,
+            max_sentence_length=args.max_sentence_length,
+        )
+        embedder = ElmoEmbedder(
+            args.options,
+            args.weights,
+            state=args.state,
+            backend=args.backend,
+            device=args.device,
+            max_sentence_length=args.max_sentence_length,
+        )
+    except Exception as exc:  # noqa: BLE001 - bad options or model files: one line, status 2
+        return fail(str(exc))
+    name = str(args.weights) if args.weights else "bundled default model"
+    return run_server(embedder, config, host=args.host, port=args.port, model_name=name, log_level=args.log_level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
