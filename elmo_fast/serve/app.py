@@ -32,6 +32,9 @@ NPY_TYPE = "application/x-npy"
 NPZ_TYPE = "application/x-npz"
 PAGE = Path(__file__).parent / "static" / "index.html"
 ROUTES = ("/", "/embed", "/health", "/metrics", "/docs", "/openapi.json")
+# Answers up to this many floats are encoded in the event loop; larger ones in a thread, so a big
+# JSON answer does not stall other requests. NOTE: a design number, not measured.
+INLINE_ENCODE_FLOATS = 100_000
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,35 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
+class CountRequests:
+    """ASGI middleware: every HTTP request's route, status and wall time into :class:`ServeMetrics`.
+
+    A plain ASGI wrapper rather than ``@app.middleware("http")``, which runs each request through an
+    extra task and stream.
+    """
+
+    def __init__(self, app, metrics: ServeMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def send_and_note(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope["path"] if scope["path"] in ROUTES else "other"
+            self.metrics.count_request(route, status, time.perf_counter() - start)
+
+
 def create_app(embedder: ElmoEmbedder, config: ServeConfig | None = None, model_name: str = "") -> FastAPI:
     """The server around ``embedder`` (state ``"zero"`` or ``"warm"``, else ``ValueError``)."""
     config = config or ServeConfig()
@@ -183,13 +215,7 @@ def create_app(embedder: ElmoEmbedder, config: ServeConfig | None = None, model_
     )
     _install_error_handlers(app)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.url.path if request.url.path in ROUTES else "other"
-        metrics.count_request(route, response.status_code, time.perf_counter() - start)
-        return response
+    app.add_middleware(CountRequests, metrics=metrics)
 
     @app.post(
         "/embed",
@@ -209,7 +235,10 @@ def create_app(embedder: ElmoEmbedder, config: ServeConfig | None = None, model_
         except BatcherStopped as exc:
             return _error(503, str(exc), headers={"Retry-After": "5"})
         selected = [select_layers(a, body.layers) for a in arrays]
-        return await asyncio.to_thread(encode_embeddings, selected, request.headers.get("accept", ""))
+        accept = request.headers.get("accept", "")
+        if sum(a.size for a in selected) < INLINE_ENCODE_FLOATS:
+            return encode_embeddings(selected, accept)
+        return await asyncio.to_thread(encode_embeddings, selected, accept)
 
     @app.get("/health")
     async def health() -> dict:
