@@ -2,8 +2,9 @@
 
 Requests are admitted into a queue (at most ``max_queue_sentences`` sentences admitted and not yet
 answered; past that :class:`QueueFull`, which the server answers with 503 and ``Retry-After``).
-One collector task takes the first waiting request, then keeps taking requests until their tokens
-reach ``max_batch_tokens`` or ``max_wait_ms`` has passed since the first one. The collected
+One collector task takes the first waiting request and every request waiting behind it, up to
+``max_batch_tokens`` tokens; if none was waiting (the server was idle), it waits up to
+``max_wait_ms`` for more to come. The collected
 sentences are ordered by length and cut into batches of at most ``max_batch_tokens`` padded tokens
 (:func:`elmo_fast.batching.plan_batches`), embedded in one worker thread (so the event loop keeps
 answering while the model runs), and every request gets its own sentences' arrays back.
@@ -137,29 +138,42 @@ class DynamicBatcher:
         return max(1, int(np.ceil(self.pending_tokens * self._seconds_per_token)))
 
     async def _collect_forever(self) -> None:
-        loop = asyncio.get_running_loop()
         stop = False
         while not stop:
             first = await self._queue.get()
             if first is None:
                 break
-            jobs, tokens = [first], first.tokens
-            deadline = loop.time() + self.max_wait_s
-            while tokens < self.max_batch_tokens:
-                if self._queue.empty() and deadline <= loop.time():
-                    break
-                try:
-                    job = self._queue.get_nowait() if not self._queue.empty() else await asyncio.wait_for(
-                        self._queue.get(), deadline - loop.time()
-                    )
-                except TimeoutError:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                jobs.append(job)
-                tokens += job.tokens
+            jobs, stop = await self._collect(first)
             await self._run(jobs)
+
+    async def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
+        """``first`` plus what is waiting; if nothing was, wait up to ``max_wait_s`` for company.
+
+        A backlog (requests that came while the previous forward ran) goes at once: the model is the
+        bottleneck then, and waiting would only leave it idle. Returns the jobs and whether the
+        stop sentinel was seen.
+        """
+        jobs, tokens = [first], first.tokens
+        while tokens < self.max_batch_tokens and not self._queue.empty():
+            job = self._queue.get_nowait()
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+            tokens += job.tokens
+        if len(jobs) > 1:
+            return jobs, False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_s
+        while tokens < self.max_batch_tokens and loop.time() < deadline:
+            try:
+                job = await asyncio.wait_for(self._queue.get(), deadline - loop.time())
+            except TimeoutError:
+                break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+            tokens += job.tokens
+        return jobs, False
 
     async def _run(self, jobs: list[_Job]) -> None:
         live = [job for job in jobs if not job.future.done()]
