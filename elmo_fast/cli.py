@@ -1,5 +1,5 @@
-"""``elmo-fast`` command line: ``embed`` a text file into hdf5, ``probe``, ``env``, the training
-commands, and ``models`` / ``convert`` (:mod:`elmo_fast.models.cli`).
+"""``elmo-fast`` command line: ``embed`` a text file into hdf5, ``probe``, ``serve``, ``env``, the
+training commands, and ``models`` / ``convert`` (:mod:`elmo_fast.models.cli`).
 
 Every subcommand is an ``add_<name>_command(sub)`` function listed in :data:`COMMANDS` (the
 convention is in :mod:`elmo_fast.commands`): to add one, write its adder and handler and append the
@@ -8,13 +8,23 @@ adder here.
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from elmo_fast._backends import BackendUnavailable
-from elmo_fast.commands import CliError, add_command, add_logging_flags, configure_logging, run_handler
+from elmo_fast.commands import (
+    CliError,
+    add_command,
+    add_logging_flags,
+    add_model_arguments,
+    add_model_name_arguments,
+    check_model_files,
+    configure_logging,
+    run_handler,
+)
 from elmo_fast.fasta_cli import add_fasta_arguments, check_input_format, embed_fasta_command
 from elmo_fast.jobs.segments import ResumeError
 from elmo_fast.models.cli import add_convert_command, add_models_command
@@ -24,7 +34,7 @@ from elmo_fast.weights import WeightFileError
 
 __all__ = ["COMMANDS", "CliError", "build_parser", "main"]
 
-# what embed and probe report as one line (exit status 2) rather than a traceback
+# what embed, probe and serve report as one line (exit status 2) rather than a traceback
 FILE_ERRORS = (WeightFileError, BackendUnavailable, ResumeError, ValueError, TypeError, OSError)
 # embed also reports a missing optional dependency (Biopython for --input-format fasta) as one line
 EMBED_ERRORS = (*FILE_ERRORS, ImportError)
@@ -46,9 +56,10 @@ def add_embed_command(sub: argparse._SubParsersAction) -> None:
         "input", type=Path, help="input text file (UTF-8), one sentence per line; --engine ray also takes a directory"
     )
     embed.add_argument("output", type=Path, help="output hdf5 file")
-    _add_model_arguments(embed)
-    embed.add_argument("--model", default=None, help="a model name (`elmo-fast models list`), fetched on first use")
-    embed.add_argument("--offline", action="store_true", help="with --model: no network, use the cache only")
+    add_model_arguments(
+        embed, device_default=None, device_help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)"
+    )
+    add_model_name_arguments(embed)
     _add_embed_run_arguments(embed)
     _add_embed_file_arguments(embed)
     ray = embed.add_argument_group("distributed (pip install 'elmo_fast[ray]')")
@@ -64,19 +75,13 @@ def add_embed_command(sub: argparse._SubParsersAction) -> None:
     add_fasta_arguments(embed)
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--options", "--options-file", dest="options", type=Path, help="options.json of the model")
-    parser.add_argument("--weights", "--weight-file", dest="weights", type=Path, help="weights.hdf5 of the model")
-
-
 def _add_embed_run_arguments(embed: argparse.ArgumentParser) -> None:
-    """How the model runs: batches, device, state, backend, precision."""
+    """How the model runs: batches, GPU index, state, precision (--backend/--device: :func:`add_model_arguments`)."""
     fmt = embed.add_mutually_exclusive_group()
     fmt.add_argument("--all", dest="format", action="store_const", const="all", help="all layers (default)")
     fmt.add_argument("--top", dest="format", action="store_const", const="top", help="top layer only")
     fmt.add_argument("--average", dest="format", action="store_const", const="average", help="average of the layers")
     embed.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
-    embed.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
     embed.add_argument("--cuda-device", type=int, default=-1, help="AllenNLP-style GPU index (-1 = CPU)")
     embed.add_argument(
         "--state",
@@ -85,7 +90,6 @@ def _add_embed_run_arguments(embed: argparse.ArgumentParser) -> None:
         help="carry: AllenNLP's stateful behaviour (default for text); zero: every sentence independent, from zero "
         "state (default for --input-format fasta); warm: independent, from one fixed warmed-up state",
     )
-    embed.add_argument("--backend", default="auto", help="auto (default), cuda, triton, cpp or ref")
     embed.add_argument(
         "--weight-precision",
         choices=WEIGHT_PRECISIONS,
@@ -145,14 +149,46 @@ def add_probe_command(sub: argparse._SubParsersAction) -> None:
         "embed it and report, on held-out words, part-of-speech probe accuracy and nearest-neighbour word-sense "
         "accuracy per layer and for a learned mix; writes probe.json and probe.png.",
     )
-    _add_model_arguments(probe)
+    add_model_arguments(probe)
     probe.add_argument("--wordnet-dir", type=Path, default=Path("/usr/share/wordnet"), help="WordNet dict folder")
     probe.add_argument("--out-dir", type=Path, default=Path("probe_results"), help="where to write probe.json/png")
     probe.add_argument("--state", choices=("zero", "warm"), default="zero", help="LSTM start state (default zero)")
-    probe.add_argument("--backend", default="auto", help="auto (default), cuda, triton, cpp or ref")
-    probe.add_argument("--device", default="cpu", help="torch device (default cpu)")
     probe.add_argument("--max-items", type=int, default=None, help="subsample each dataset (quick runs)")
     probe.add_argument("--seed", type=int, default=0)
+
+
+def add_serve_command(sub: argparse._SubParsersAction) -> None:
+    """``elmo-fast serve``."""
+    serve = add_command(
+        sub,
+        "serve",
+        _serve,
+        errors=FILE_ERRORS,
+        help="HTTP embedding service with dynamic batching (pip install 'elmo_fast[serve]')",
+        description="Serve POST /embed, /health, /metrics, OpenAPI docs at /docs and a similarity page at /. "
+        "Concurrent requests are batched together up to --max-batch-tokens or --max-wait-ms; with --state zero "
+        "or warm every sentence still gets its own vectors. SIGTERM finishes in-flight requests and exits 0.",
+    )
+    add_model_arguments(serve)
+    add_model_name_arguments(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--state", choices=("zero", "warm", "carry"), default="zero", help="zero (default) or warm; carry is refused")
+    serve.add_argument("--max-batch-tokens", type=int, default=2048, metavar="N", help="padded tokens per forward (default 2048)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS", help="wait for company per batch (default 5)")
+    serve.add_argument("--max-queue-sentences", type=int, default=1024, metavar="N", help="admitted sentences before 503 (default 1024)")
+    serve.add_argument("--max-request-sentences", type=int, default=64, metavar="N", help="sentences per request (default 64)")
+    serve.add_argument("--max-sentence-length", type=int, default=256, metavar="N", help="tokens per sentence (default 256)")
+    serve.add_argument(
+        "--log-level",
+        dest="server_log_level",
+        default=None,
+        choices=SERVER_LOG_LEVELS,
+        help="uvicorn's and the library's log level (default: from --verbose/--quiet, else info)",
+    )
+
+
+SERVER_LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def add_env_command(sub: argparse._SubParsersAction) -> None:
@@ -163,6 +199,7 @@ def add_env_command(sub: argparse._SubParsersAction) -> None:
 COMMANDS = (
     add_embed_command,
     add_probe_command,
+    add_serve_command,
     add_env_command,
     add_train_commands,
     add_models_command,
@@ -256,14 +293,7 @@ def _embed(args: argparse.Namespace) -> int:
 def _embed_checked(args: argparse.Namespace) -> int:
     from elmo_fast.embedder import ElmoEmbedder
 
-    if (args.options is None) != (args.weights is None):
-        raise CliError("give both --options and --weights, or neither (bundled default model)")
-    if args.model is not None:
-        from elmo_fast.models import resolve
-
-        if args.options is not None:
-            raise CliError("give --model or --options/--weights, not both")
-        args.options, args.weights = resolve(args.model, offline=args.offline or None, progress=not args.quiet)
+    _resolve_model_name(args, progress=not args.quiet)
     check_input_format(args)
     if args.input_format == "fasta" and args.engine == "ray":
         raise CliError("--input-format fasta runs on the local engine (drop --engine ray)")
@@ -300,8 +330,7 @@ def _probe(args: argparse.Namespace) -> int:
     from elmo_fast.embedder import ElmoEmbedder
     from elmo_fast.probe import run_probe
 
-    if (args.options is None) != (args.weights is None):
-        raise CliError("give both --options and --weights, or neither (bundled default model)")
+    check_model_files(args)
     embedder = ElmoEmbedder(args.options, args.weights, state=args.state, backend=args.backend, device=args.device)
     name = str(args.weights) if args.weights else "bundled default model"
     report = run_probe(embedder, name, args.out_dir, args.wordnet_dir, seed=args.seed, max_items=args.max_items)
@@ -317,6 +346,53 @@ def _probe(args: argparse.Namespace) -> int:
             )
     print(f"wrote {args.out_dir / 'probe.json'}" + (f" and {report['plot']}" if report["plot"] else " (no plot: pip install matplotlib)"))
     return 0
+
+
+def _resolve_model_name(args: argparse.Namespace, *, progress: bool = True) -> None:
+    """Check --options/--weights, then turn ``--model NAME`` into them (downloading on first use)."""
+    check_model_files(args)
+    if args.model is None:
+        return
+    if args.options is not None:
+        raise CliError("give --model or --options/--weights, not both")
+    from elmo_fast.models import resolve
+
+    args.options, args.weights = resolve(args.model, offline=args.offline or None, progress=progress)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``elmo-fast serve``: :func:`elmo_fast.serve.run_server` with the command's options."""
+    from elmo_fast.batching import CARRY_REASON
+
+    if args.state == "carry":
+        raise CliError(f"--state carry cannot be served: {CARRY_REASON}; use --state zero or warm")
+    _resolve_model_name(args, progress=True)
+    try:
+        from elmo_fast.serve import ServeConfig, run_server
+    except ImportError as exc:
+        raise CliError(f"{exc}; install the server with: pip install 'elmo_fast[serve]'") from None
+    from elmo_fast.embedder import ElmoEmbedder
+
+    level = args.server_log_level or logging.getLevelName(args.log_level).lower()
+    if args.server_log_level is not None:
+        configure_logging(getattr(logging, level.upper()))
+    config = ServeConfig(
+        max_batch_tokens=args.max_batch_tokens,
+        max_wait_ms=args.max_wait_ms,
+        max_queue_sentences=args.max_queue_sentences,
+        max_request_sentences=args.max_request_sentences,
+        max_sentence_length=args.max_sentence_length,
+    )
+    embedder = ElmoEmbedder(
+        args.options,
+        args.weights,
+        state=args.state,
+        backend=args.backend,
+        device=args.device,
+        max_sentence_length=args.max_sentence_length,
+    )
+    name = str(args.weights) if args.weights else "bundled default model"
+    return run_server(embedder, config, host=args.host, port=args.port, model_name=name, log_level=level)
 
 
 def _env(args: argparse.Namespace) -> int:

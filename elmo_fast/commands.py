@@ -21,6 +21,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 Handler = Callable[[argparse.Namespace], int]
@@ -42,6 +43,31 @@ def add_command(
     parser = sub.add_parser(name, **parser_kwargs)
     parser.set_defaults(handler=handler, errors=(CliError, *errors))
     return parser
+
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    device_default: str | None = "cpu",
+    device_help: str = "torch device (default cpu)",
+) -> None:
+    """The model arguments every model-running command shares: --options, --weights, --backend, --device."""
+    parser.add_argument("--options", "--options-file", dest="options", type=Path, help="options.json of the model")
+    parser.add_argument("--weights", "--weight-file", dest="weights", type=Path, help="weights.hdf5 of the model")
+    parser.add_argument("--backend", default="auto", help="auto (default), cuda, triton, cpp or ref")
+    parser.add_argument("--device", default=device_default, help=device_help)
+
+
+def check_model_files(args: argparse.Namespace) -> None:
+    """Both of --options/--weights or neither (the bundled default model); else :class:`CliError`."""
+    if (args.options is None) != (args.weights is None):
+        raise CliError("give both --options and --weights, or neither (bundled default model)")
+
+
+def add_model_name_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model NAME`` (a published model, `elmo-fast models list`) and ``--offline``."""
+    parser.add_argument("--model", default=None, help="a model name (`elmo-fast models list`), fetched on first use")
+    parser.add_argument("--offline", action="store_true", help="with --model: no network, use the cache only")
 
 
 def add_logging_flags(parser: argparse.ArgumentParser) -> None:
