@@ -115,6 +115,20 @@ def packed_conv_weights(
     return packed
 
 
+def char_cnn_tiles(slots: int, filters: int) -> dict[str, int]:
+    """Block sizes (``BL`` positions, ``BN`` tokens, ``BF`` filters) and ``num_warps`` of
+    :func:`char_cnn_fwd_kernel` for ``slots`` characters per token and ``filters`` filters in all.
+
+    The launcher and ``benchmarks/gpu_compile.py`` both take their configuration from here.
+    """
+    # NOTE: 64 positions (50 used) x 2 tokens = 128 rows per product, and 128 filters: with d = 16
+    # each tap is a [128, 16] x [16, 128] bf16 product. Filters are grouped by width in the model
+    # (1, 2, ..., 7), so most filter blocks loop over fewer than 7 taps. Design choice, not measured.
+    # The interpreter pays a fixed cost per program, so it takes 16 tokens at a time.
+    return {"BL": triton.next_power_of_2(slots), "BN": 16 if interpreting() else 2, "BF": block(filters, hi=128),
+            "num_warps": 8}
+
+
 def char_cnn_fwd(
     char_ids: torch.Tensor,
     char_embed: torch.Tensor,
@@ -136,16 +150,11 @@ def char_cnn_fwd(
     y = char_embed.new_empty(num_tokens, filters)
     if num_tokens == 0:
         return y
-    # NOTE: 64 positions (50 used) x 2 tokens = 128 rows per product, and 128 filters: with d = 16
-    # each tap is a [128, 16] x [16, 128] bf16 product. Filters are grouped by width in the model
-    # (1, 2, ..., 7), so most filter blocks loop over fewer than 7 taps. Design choice, not measured.
-    # The interpreter pays a fixed cost per program, so it takes 16 tokens at a time.
-    tokens_per_program = 16 if interpreting() else 2
-    filter_block = block(filters, hi=128)
-    grid = (triton.cdiv(num_tokens, tokens_per_program), triton.cdiv(filters, filter_block))
+    tiles = char_cnn_tiles(slots, filters)
+    grid = (triton.cdiv(num_tokens, tiles["BN"]), triton.cdiv(filters, tiles["BF"]))
     char_cnn_fwd_kernel[grid](
         ids=char_ids.contiguous(), char_embed=char_embed.contiguous(), w=w, widths=widths, bias=bias, y=y,
-        N=num_tokens, L=slots, E=embed_dim, F=filters, DE=w.shape[1], BL=triton.next_power_of_2(slots),
-        BN=tokens_per_program, BF=filter_block, ACTIVATION=activation, num_warps=8, **dot_flags(char_embed.dtype),
+        N=num_tokens, L=slots, E=embed_dim, F=filters, DE=w.shape[1], ACTIVATION=activation, **tiles,
+        **dot_flags(char_embed.dtype),
     )
     return y

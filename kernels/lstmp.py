@@ -208,7 +208,13 @@ def lstmp_fwd_proj_kernel(
         tl.store(ht + o_hid, b_h.to(ht.dtype.element_ty), mask=b_last[:, None] & m_p[None, :])
 
 
-def _tiles(batch: int, cell: int, proj: int) -> dict[str, int]:
+def lstmp_tiles(batch: int, cell: int, proj: int) -> dict[str, int]:
+    """Block sizes and warps of both step kernels for a layer of ``batch`` rows, C = ``cell``, P = ``proj``.
+
+    Keys: ``BB`` (rows per program), ``BC``/``BP`` (cells / projection columns per program), ``BK_H``/``BK_A``
+    (K steps of the cell and projection products), ``WARPS_CELL`` (warps of the cell kernel; the projection
+    kernel runs 4). The launchers and ``benchmarks/gpu_compile.py`` both take their configurations from here.
+    """
     # NOTE: the batch is the M side of every product: at most a few hundred rows against
     # C = 4096 / P = 512 (original model). Up to batch 32 a step only streams the weights
     # (w_hh 2 x 512 x 16384 and w_proj 2 x 4096 x 512, ~40 MB in bf16, which stay in H100's
@@ -254,7 +260,7 @@ def _run(buf: _Buffers, cell_clip: float, proj_clip: float) -> None:
     num_dirs, batch, width, width_in = buf.x.shape
     cell, proj = buf.w_proj.shape[1], buf.w_proj.shape[2]
     torch.bmm(buf.x.view(num_dirs, batch * width, width_in), buf.w_ih, out=buf.gx.view(num_dirs, batch * width, 4 * cell))
-    tiles = _tiles(batch, cell, proj)
+    tiles = lstmp_tiles(batch, cell, proj)
     flags = dot_flags(buf.x.dtype)
     grid_cell = (triton.cdiv(cell, tiles["BC"]), triton.cdiv(batch, tiles["BB"]), num_dirs)
     grid_proj = (triton.cdiv(proj, tiles["BP"]), triton.cdiv(batch, tiles["BB"]), num_dirs)
@@ -334,7 +340,7 @@ def clear_graph_cache() -> None:
 
 def _static_layer(x, weights, h0: bool, residual: bool, final: bool, cell_clip: float, proj_clip: float) -> _StaticLayer:
     num_dirs, batch, width, width_in = x.shape
-    tiles = _tiles(batch, weights[3].shape[1], weights[3].shape[2])
+    tiles = lstmp_tiles(batch, weights[3].shape[1], weights[3].shape[2])
     padded_batch = triton.cdiv(batch, tiles["BB"]) * tiles["BB"]
     padded_width = triton.cdiv(width, 8) * 8
     key = (x.device, x.dtype, num_dirs, padded_batch, padded_width, width_in, h0, residual, final, cell_clip, proj_clip,
