@@ -36,25 +36,25 @@ if [ -z "$TORCH_CUDA" ]; then
 fi
 stamp "torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)') (CUDA $TORCH_CUDA)"
 
-NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-NVCC_CUDA=$("$NVCC" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p' || true)
-if [ "$NVCC_CUDA" = "$TORCH_CUDA" ]; then
-    export CUDA_HOME=$(dirname "$(dirname "$(readlink -f "$NVCC")")")
-else
-    stamp "nvcc $NVCC_CUDA does not match torch's CUDA $TORCH_CUDA: installing nvidia-cuda-nvcc==$TORCH_CUDA.*"
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+[ -x "$CUDA_HOME/bin/nvcc" ] || CUDA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")
+NVCC_CUDA=$("$CUDA_HOME/bin/nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p' || true)
+if [ "$NVCC_CUDA" != "$TORCH_CUDA" ]; then
+    stamp "nvcc ${NVCC_CUDA:-missing} does not match torch's CUDA $TORCH_CUDA: installing nvidia-cuda-nvcc==$TORCH_CUDA.*"
     "${PIP[@]}" install -q "nvidia-cuda-nvcc==$TORCH_CUDA.*"
-    export CUDA_HOME=$("$VENV/bin/python" -c "import nvidia, os; p = os.path.dirname(nvidia.__path__[0] + '/'); \
-import glob; print(os.path.dirname(os.path.dirname(sorted(glob.glob(p + '/**/bin/nvcc', recursive=True))[0])))")
+    NVCC=$("$VENV/bin/python" -c "import glob, nvidia; print(sorted(glob.glob(nvidia.__path__[0] + '/**/bin/nvcc', recursive=True))[0])")
+    CUDA_HOME=$(dirname "$(dirname "$NVCC")")
 fi
+export CUDA_HOME
 stamp "CUDA_HOME=$CUDA_HOME ($("$CUDA_HOME/bin/nvcc" --version | tail -1))"
 
 # cuBLAS/cuSPARSE/cuSOLVER headers (ATen's CUDA headers include them) come with torch's nvidia-* wheels
 NV_INCLUDES=$("$VENV/bin/python" - <<'EOF'
 import glob, os, nvidia
-roots = [os.path.join(p, "") for p in nvidia.__path__]
-print(":".join(sorted({os.path.dirname(h) for r in roots for h in glob.glob(r + "**/include/cublas_v2.h", recursive=True)
-                       | set(glob.glob(r + "**/include/cusparse.h", recursive=True))
-                       | set(glob.glob(r + "**/include/cusolverDn.h", recursive=True))})))
+headers = ("cublas_v2.h", "cusparse.h", "cusolverDn.h")
+found = {os.path.dirname(h) for root in nvidia.__path__ for name in headers
+         for h in glob.glob(os.path.join(root, "**", "include", name), recursive=True)}
+print(":".join(sorted(found)))
 EOF
 )
 export CPATH=${NV_INCLUDES}${CPATH:+:$CPATH}
