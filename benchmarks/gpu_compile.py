@@ -80,7 +80,7 @@ def lstmp_jobs(config: str, dtype: str) -> list[dict]:
     cell, proj = options.cell_dim, options.projection_dim
     tile_sets: dict[tuple, list[int]] = {}
     for batch in BATCHES:
-        tile_sets.setdefault(tuple(sorted(lstmp_tiles(batch, cell, proj).items())), []).append(batch)
+        tile_sets.setdefault(tuple(sorted(lstmp_tiles(batch, cell, proj, DTYPES[dtype]).items())), []).append(batch)
     jobs = []
     for tiles, batches in tile_sets.items():
         t = dict(tiles)
@@ -130,6 +130,28 @@ def triton_jobs(configs: list[str]) -> list[dict]:
                 else:
                     merged[key] = job
     return list(merged.values())
+
+
+def select(jobs: list[dict], kernel: str, dtype: str, batches: str, h0: bool = False, residual: bool = False) -> dict:
+    """The job of ``kernel`` in ``dtype`` for ``batches`` (e.g. "batch 33-512", "any") with these flags."""
+    for job in jobs:
+        tensors = job["args"]["tensors"]
+        if (job["kernel"], job["dtype"], job["batches"]) == (kernel, dtype, batches) and (tensors.get("h0") is not None) == h0 \
+                and (job["kernel"] == "lstmp_fwd_proj_kernel" and tensors.get("x") is not None) == residual:
+            return job
+    raise LookupError(f"no {kernel} {dtype} {batches} job (h0={h0}, residual={residual})")
+
+
+# The CI subset (tests/test_gpu_compile.py): per kernel the original model's largest tiles, in the dtype
+# whose code differs most (float32 products run on FMA units at ieee precision, bf16 on tensor cores).
+CI_SUBSET = (
+    ("lstmp_fwd_cell_kernel", "bf16", "batch 33-512", True, False),
+    ("lstmp_fwd_cell_kernel", "fp32", "batch 1-16", False, False),
+    ("lstmp_fwd_proj_kernel", "bf16", "batch 33-512", True, True),
+    ("char_cnn_fwd_kernel", "fp32", "any", False, False),
+    ("highway_fwd_kernel", "fp32", "any", False, False),
+    ("highway_fwd_kernel", "bf16", "any", False, False),
+)
 
 
 def describe(job: dict) -> str:
@@ -267,9 +289,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--archs", default="80,90", help="Triton targets (compute capabilities)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="compiles in parallel")
     parser.add_argument("--no-cuda", action="store_true", help="skip the nvcc part")
+    parser.add_argument("--subset", choices=["all", "ci"], default="all",
+                        help="ci: only CI_SUBSET of the original model (overrides --configs)")
     args = parser.parse_args(argv)
     archs = [int(a) for a in args.archs.split(",")]
-    tasks = [("triton", job, arch) for job in triton_jobs(args.configs.split(",")) for arch in archs]
+    if args.subset == "ci":
+        args.configs = "original"
+        jobs = [select(triton_jobs(["original"]), *spec) for spec in CI_SUBSET]
+    else:
+        jobs = triton_jobs(args.configs.split(","))
+    tasks = [("triton", job, arch) for job in jobs for arch in archs]
     if not args.no_cuda:
         tasks += [("cuda", str(p.relative_to(ROOT)), arch) for p in sorted((ROOT / "csrc" / "cuda").glob("*.cu")) for arch in CUDA_ARCHS]
     start = time.perf_counter()
@@ -286,7 +315,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "load": os.getloadavg(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                           text=True).stdout.strip()},
-        "settings": {"configs": args.configs.split(","), "archs": archs, "cuda_archs": list(CUDA_ARCHS), "jobs": args.jobs},
+        "settings": {"configs": args.configs.split(","), "subset": args.subset, "archs": archs, "cuda_archs": list(CUDA_ARCHS), "jobs": args.jobs},
         "wall_s": round(time.perf_counter() - start, 1),
         "rows": rows,
     }
