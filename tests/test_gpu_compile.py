@@ -6,26 +6,21 @@ the CUDA kernels) in a subprocess: the test session runs Triton in its interpret
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
-
 import pytest
+from utils import BENCHMARKS_DIR, load_benchmark_script
 
 pytest.importorskip("triton")
 
-GPU_COMPILE_PY = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_compile.py"
+GPU_COMPILE_PY = BENCHMARKS_DIR / "gpu_compile.py"
 
 
 @pytest.fixture(scope="module")
 def gpu_compile():
-    spec = importlib.util.spec_from_file_location("elmo_fast_gpu_compile", GPU_COMPILE_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("gpu_compile")
 
 
 def test_launch_configs_cover_every_kernel_and_tile_choice(gpu_compile):
