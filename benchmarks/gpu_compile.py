@@ -50,7 +50,7 @@ from cases import BENCH_CONFIGS  # noqa: E402
 from elmo_fast.kernels.char_cnn import char_cnn_fwd_kernel, char_cnn_tiles  # noqa: E402
 from elmo_fast.kernels.highway import highway_fwd_kernel, highway_tiles  # noqa: E402
 from elmo_fast.kernels.lstmp import lstmp_fwd_cell_kernel, lstmp_fwd_proj_kernel, lstmp_tiles  # noqa: E402
-from elmo_fast.kernels.utils import dot_flags  # noqa: E402
+from elmo_fast.kernels.utils import block, dot_flags  # noqa: E402
 
 ARCHS = (80, 90)
 CUDA_ARCHS = ("sm_80", "sm_90", "sm_90a")
@@ -109,7 +109,7 @@ def encoder_jobs(config: str, dtype: str) -> list[dict]:
     hw = highway_tiles(filters, DTYPES[dtype])
     return [
         {"kernel": "char_cnn_fwd_kernel", "config": config, "dtype": dtype, "batches": "any", "args": {
-            "N": 20 * 32, "L": slots, "E": embed, "F": filters, "DE": triton.next_power_of_2(embed),
+            "N": 20 * 32, "L": slots, "E": embed, "F": filters, "DE": block(embed),
             "ACTIVATION": options.activation, **cnn,
             "tensors": {"ids": "i64", "char_embed": dtype, "w": dtype, "widths": "i32", "bias": dtype, "y": dtype}}},
         {"kernel": "highway_fwd_kernel", "config": config, "dtype": dtype, "batches": "any", "args": {

@@ -226,18 +226,23 @@ def lstmp_tiles(batch: int, cell: int, proj: int, dtype: torch.dtype) -> dict[st
     # the cell kernel. BC stays 32 there: compiled ahead of time (benchmarks/gpu_compile.py), four
     # [64, 64] gate accumulators (BC = 64) spilled on sm_80 (bf16: 176 B/thread at 255 registers;
     # fp32: 6456 B), BC = 32 does not (bf16: 190 / 106 registers on sm_80 / sm_90). float32 products
-    # (ieee, FMA units) take K steps of 32 from batch 17 on: K = 64 spilled 16 B (batch 17-32) and
-    # 2248 B (batch 33+, BC = 32) on sm_80. tl.dot needs every block dimension >= 16, hence the floor of
-    # 16 (masked) for tiny models and batches. Design choices, not measured on a GPU.
+    # (ieee, FMA units) take shorter K steps from batch 17 on, where K = 64 (cell) and K = 128
+    # (projection) spilled on sm_80: cell 16 B (batch 17-32) and 2248 B (batch 33+), projection
+    # 2600 B (batch 17-32) and 6888 B (batch 33+; K = 64 still 3712 B). tl.dot needs every block
+    # dimension >= 16, hence the floor of 16 (masked) for tiny models and batches. Design choices,
+    # not measured on a GPU.
     bb = 16 if batch <= 16 else 32 if batch <= 32 else 64
     small = batch <= 32
-    fp32_k = 32 if dtype == torch.float32 and batch > 16 else 64
+    if dtype == torch.float32 and batch > 16:
+        k_h, k_a = 32, 64 if small else 32
+    else:
+        k_h, k_a = 64, 128
     return {
         "BB": bb,
         "BC": block(cell, hi=32),
         "BP": block(proj, hi=16 if small else 32),
-        "BK_H": block(proj, hi=fp32_k),
-        "BK_A": block(cell, hi=128),
+        "BK_H": block(proj, hi=k_h),
+        "BK_A": block(cell, hi=k_a),
         "WARPS_CELL": 4 if small else 8,
     }
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+
 import pytest
 from utils import BENCHMARKS_DIR, load_benchmark_script
 
