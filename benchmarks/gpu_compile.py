@@ -20,7 +20,8 @@ opt-in limit). A row is not ok when compilation fails, local memory is used, or 
 exceeds the opt-in limit per block of the arch (A100 163 KB, H100 227 KB; CUDA C Programming
 Guide, compute capability table). ``blocks_per_sm`` is the occupancy those resources allow.
 
-    python benchmarks/gpu_compile.py --out benchmarks/results/gpu-compile.json [--jobs 2] [--configs tiny]
+    python benchmarks/gpu_compile.py --out benchmarks/results/gpu-compile_sm80-sm90.json [--jobs 2] [--configs tiny]
+    python benchmarks/gpu_compile.py --summary-of benchmarks/results/gpu-compile_sm80-sm90.json
 """
 from __future__ import annotations
 
@@ -259,7 +260,7 @@ def compile_cuda(source: str, arch: str) -> list[dict]:
                            text=True).stdout.splitlines()
     rows = []
     for (mangled, use), name in zip(usage.items(), names):
-        kernel = name.split("<")[0].split("(")[0].replace("elmo_fast::", "")
+        kernel = name.split("<")[0].split("(")[0].replace("elmo_fast::", "").removeprefix("void ")
         config = name[len(name.split("<")[0]):].split(">(")[0] + ">" if "<" in name else ""
         row = {**base, "kernel": kernel, "config": f"{source}: {config}", "ok": True, "regs": use["REG"],
                "spills": use["LOCAL"] + use["STACK"], "smem_bytes": use["SHARED"], "mangled": mangled}
@@ -281,16 +282,40 @@ def print_table(rows: list[dict]) -> None:
               f"{r.get('blocks_per_sm', '-'):>6}  {r['config']}" + (f"  ERROR: {r['error'][:200]}" if r["error"] else ""))
 
 
+def print_summary(rows: list[dict]) -> None:
+    """One markdown line per kernel and arch: configurations, how many ok, register range, worst
+    spills, largest shared memory, fewest resident blocks per SM."""
+    print("| kernel | kind | arch | configs | ok | regs | spills (B) | smem max (B) | blocks/SM min |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["kernel"], r["kind"], r["arch"]), []).append(r)
+    for (kernel, kind, arch), group in groups.items():
+        done = [r for r in group if r["regs"] is not None]
+        regs = sorted({r["regs"] for r in done})
+        blocks = [r["blocks_per_sm"] for r in done if r.get("blocks_per_sm") is not None]
+        print(f"| {kernel} | {kind} | {arch} | {len(group)} | {sum(r['ok'] for r in group)} | "
+              f"{f'{regs[0]}-{regs[-1]}' if regs else '-'} | {max((r['spills'] for r in done), default='-')} | "
+              f"{max((r['smem_bytes'] for r in done), default='-')} | {min(blocks) if blocks else '-'} |")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--out", type=Path, help="JSON file to write (required unless --summary-of)")
     parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help="model configs (tiny, small, medium, original)")
     parser.add_argument("--archs", default="80,90", help="Triton targets (compute capabilities)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="compiles in parallel")
     parser.add_argument("--no-cuda", action="store_true", help="skip the nvcc part")
+    parser.add_argument("--summary-of", type=Path, help="print the summary table of this JSON and exit (no compiling)")
     parser.add_argument("--subset", choices=["all", "ci"], default="all",
                         help="ci: only CI_SUBSET of the original model (overrides --configs)")
     args = parser.parse_args(argv)
+    if args.summary_of is not None:
+        result = json.loads(args.summary_of.read_text())
+        print_summary(result["rows"])
+        return result
+    if args.out is None:
+        parser.error("--out is required")
     archs = [int(a) for a in args.archs.split(",")]
     if args.subset == "ci":
         args.configs = "original"
@@ -307,6 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows += result
     rows.sort(key=lambda r: (r["kind"], r["kernel"], r["arch"], r["config"]))
     print_table(rows)
+    print_summary(rows)
     result = {
         "machine": {"platform": platform.platform(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "triton": triton.__version__, "nvcc": subprocess.run([shutil.which("nvcc") or "nvcc", "--version"],
