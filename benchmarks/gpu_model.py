@@ -51,9 +51,9 @@ def lstm_step(batch: int, cell: int, proj: int, dtype: torch.dtype, dirs: int = 
     t = lstmp_tiles(batch, cell, proj, dtype)
     padded = math.ceil(batch / t["BB"]) * t["BB"]
     tiles = padded // t["BB"]
-    cell_bytes = {"weights": tiles * dirs * proj * 4 * cell * e,
+    cell_bytes = {"weights": dirs * proj * 4 * cell * e, "reread": (tiles - 1) * dirs * proj * 4 * cell * e,
                   "activations": dirs * batch * (proj * e + 4 * cell * e + 2 * cell * 4 + cell * e) + dirs * 4 * cell * e}
-    proj_bytes = {"weights": tiles * dirs * cell * proj * e,
+    proj_bytes = {"weights": dirs * cell * proj * e, "reread": (tiles - 1) * dirs * cell * proj * e,
                   "activations": dirs * batch * (cell * e + 3 * proj * e)}
     return [
         {"kernel": "lstmp_fwd_cell_kernel", "launches": TOKENS, "bytes": cell_bytes,
@@ -79,14 +79,16 @@ def encoder(batch: int, options, dtype: torch.dtype) -> list[dict]:
     hw_tiles = math.ceil(n / hw["BM"])
     rows = [
         {"kernel": "char_cnn_fwd_kernel", "launches": 1, "flops": cnn_flops,
-         "bytes": {"weights": programs * widest * d * f * e, "activations": n * slots * 8 + n * slots * d * e + n * f * e}},
+         "bytes": {"weights": widest * d * f * e, "reread": (programs - 1) * widest * d * f * e,
+                   "activations": n * slots * 8 + n * slots * d * e + n * f * e}},
     ]
     for _ in range(options.n_highway):
         rows.append({"kernel": "highway_fwd_kernel", "launches": 1, "flops": 2 * 2 * hw_tiles * hw["BM"] * f * f,
-                     "bytes": {"weights": hw_tiles * 2 * f * f * e, "activations": (f // hw["BN"]) * n * f * e + 2 * n * f * e}})
+                     "bytes": {"weights": 2 * f * f * e, "reread": (hw_tiles - 1) * 2 * f * f * e,
+                               "activations": 2 * n * f * e, "reread_x": (f // hw["BN"] - 1) * n * f * e}})
     p = options.projection_dim
     rows.append({"kernel": "projection (cuBLAS addmm)", "launches": 1, "flops": 2 * n * f * p,
-                 "bytes": {"weights": f * p * e, "activations": n * (f + p) * e}})
+                 "bytes": {"weights": f * p * e, "reread": 0, "activations": n * (f + p) * e}})
     return rows
 
 
@@ -95,14 +97,16 @@ def input_product(batch: int, cell: int, proj: int, dtype: torch.dtype, dirs: in
     e = 2 if dtype == torch.bfloat16 else 4
     n = batch * TOKENS
     return {"kernel": "input product (cuBLAS bmm)", "launches": 1, "flops": 2 * dirs * n * proj * 4 * cell,
-            "bytes": {"weights": dirs * proj * 4 * cell * e, "activations": dirs * n * (proj + 4 * cell) * e}}
+            "bytes": {"weights": dirs * proj * 4 * cell * e, "reread": 0, "activations": dirs * n * (proj + 4 * cell) * e}}
 
 
 def predict(row: dict, gpu: dict, dtype: torch.dtype, weights_in_l2: bool) -> float:
-    """Microseconds of one launch: the slower of memory and arithmetic."""
+    """Microseconds of one launch: the slower of memory and arithmetic. Activations and the first read
+    of the weights come from HBM (the weights from L2 when ``weights_in_l2``), re-reads per tile from L2."""
     peak = gpu["bf16_flops"] if dtype == torch.bfloat16 else gpu["fp32_flops"]
-    memory = row["bytes"]["activations"] / gpu["hbm_Bps"]
-    memory += row["bytes"]["weights"] / (gpu["l2_Bps"] if weights_in_l2 else gpu["hbm_Bps"])
+    b = row["bytes"]
+    memory = b["activations"] / gpu["hbm_Bps"] + b["weights"] / (gpu["l2_Bps"] if weights_in_l2 else gpu["hbm_Bps"])
+    memory += (b["reread"] + b.get("reread_x", 0)) / gpu["l2_Bps"]
     return 1e6 * max(memory, row["flops"] / peak)
 
 
@@ -140,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
             for k in kernels:
                 row = {"dtype": dtype_name, "batch": batch, "kernel": k["kernel"], "launches_per_layer": k["launches"],
                        "mbytes": round(sum(k["bytes"].values()) / 1e6, 3), "weight_mbytes": round(k["bytes"]["weights"] / 1e6, 3),
+                       "l2_reread_mbytes": round((k["bytes"]["reread"] + k["bytes"].get("reread_x", 0)) / 1e6, 3),
                        "gflop": round(k["flops"] / 1e9, 4)}
                 row["intensity_flop_per_byte"] = round(k["flops"] / sum(k["bytes"].values()), 1)
                 in_l2 = k["kernel"].startswith("lstmp") and dtype == torch.bfloat16
@@ -158,11 +163,13 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def print_markdown(rows: list[dict]) -> None:
-    print("| dtype | batch | kernel | MB moved (weights) | GFLOP | H100 us | H200 us | H100/H200 us, weights in L2 | regs | blocks/SM |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| dtype | batch | kernel | MB moved | of which weights / L2 re-reads | GFLOP | H100 us | H200 us "
+          "| H100 / H200 us, weights in L2 | regs | blocks/SM |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         l2 = f"{r['H100-SXM_us_weights_in_L2']} / {r['H200-SXM_us_weights_in_L2']}" if "H100-SXM_us_weights_in_L2" in r else ""
-        print(f"| {r['dtype']} | {r['batch']} | {r['kernel']} | {r['mbytes']} ({r['weight_mbytes']}) | {r['gflop']} | "
+        print(f"| {r['dtype']} | {r['batch']} | {r['kernel']} | {r['mbytes']} | {r['weight_mbytes']} / {r['l2_reread_mbytes']} "
+              f"| {r['gflop']} | "
               f"{r['H100-SXM_us']} | {r['H200-SXM_us']} | {l2} | {r.get('regs') or ''} | {r.get('blocks_per_sm') or ''} |")
     for dtype in ("bf16", "fp32"):
         for batch in BATCHES:
@@ -175,9 +182,8 @@ def print_markdown(rows: list[dict]) -> None:
                            for r in sel if r["kernel"].startswith(("lstmp", "input")))
                 launches = sum(r["launches_per_layer"] for r in sel if r["kernel"].startswith(("lstmp", "input")))
                 total[gpu] = (enc + 2 * lstm, 2 * launches)
-            print(f"{dtype} batch {batch}: " + ", ".join(
-                f"{gpu} {t:.0f} us for the whole model ({n} LSTM launches, + {FLOOR_US:.0f} us each if launch-bound)"
-                for gpu, (t, n) in total.items()))
+            print(f"{dtype} batch {batch}, whole model: " + ", ".join(f"{gpu} {t:.0f} us" for gpu, (t, _) in total.items())
+                  + f" ({next(iter(total.values()))[1]} LSTM launches; + {FLOOR_US:.0f} us each where launch-bound)")
 
 
 if __name__ == "__main__":
