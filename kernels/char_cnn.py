@@ -96,25 +96,6 @@ def pack_conv_weights(
     return packed, widths, torch.cat([b.to(dtype) for b in conv_biases])
 
 
-_PACKED: list[tuple[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = []
-
-
-def packed_conv_weights(
-    conv_weights: Sequence[torch.Tensor], conv_biases: Sequence[torch.Tensor], dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`pack_conv_weights`, cached for the last two weight sets while they stay unchanged."""
-    sources = (*conv_weights, *conv_biases)
-    stamp = tuple(t._version for t in sources)
-    for key, packed in _PACKED:
-        held, held_stamp, held_dtype = key
-        if held_dtype == dtype and held_stamp == stamp and len(held) == len(sources) and all(a is b for a, b in zip(held, sources)):
-            return packed
-    packed = pack_conv_weights(conv_weights, conv_biases, dtype)
-    _PACKED.insert(0, ((sources, stamp, dtype), packed))
-    del _PACKED[2:]
-    return packed
-
-
 def char_cnn_tiles(slots: int, filters: int) -> dict[str, int]:
     """Block sizes (``BL`` positions, ``BN`` tokens, ``BF`` filters) and ``num_warps`` of
     :func:`char_cnn_fwd_kernel` for ``slots`` characters per token and ``filters`` filters in all.
@@ -139,7 +120,8 @@ def char_cnn_fwd(
     activation: str = "relu",
 ) -> torch.Tensor:
     """``(N, 50)`` character ids -> ``(N, F)`` in ``char_embed``'s dtype, as
-    :func:`elmo_fast.reference.char_cnn_ref`; ``packed`` comes from :func:`pack_conv_weights`."""
+    :func:`elmo_fast.reference.char_cnn_ref`; ``packed`` comes from :func:`pack_conv_weights`
+    (cached per weights by :func:`elmo_fast.ops.token_encoder.packed_conv_weights`)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}")
     if char_ids.dim() != 2:
