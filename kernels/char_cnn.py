@@ -96,14 +96,21 @@ def pack_conv_weights(
     return packed, widths, torch.cat([b.to(dtype) for b in conv_biases])
 
 
-def char_cnn_tiles(filters: int) -> dict[str, int]:
-    """The launch configuration of :func:`char_cnn_fwd` for ``filters`` filters: tokens per program
-    ``BN``, filters per program ``BF`` and ``num_warps``."""
+def char_cnn_tiles(slots: int, filters: int) -> dict[str, int]:
+    """Block sizes (``BL`` positions, ``BN`` tokens, ``BF`` filters) and ``num_warps`` of
+    :func:`char_cnn_fwd_kernel` for ``slots`` characters per token and ``filters`` filters in all.
+
+    The launcher and ``benchmarks/gpu_compile.py`` both take their configuration from here.
+    """
     # NOTE: 64 positions (50 used) x 2 tokens = 128 rows per product, and 128 filters: with d = 16
     # each tap is a [128, 16] x [16, 128] bf16 product. Filters are grouped by width in the model
     # (1, 2, ..., 7), so most filter blocks loop over fewer than 7 taps. Design choice, not measured.
     # The interpreter pays a fixed cost per program, so it takes 16 tokens at a time.
-    return {"BN": 16 if interpreting() else 2, "BF": block(filters, hi=128), "num_warps": 8}
+    # NOTE: 8 warps for the [128, 128] tile; a narrower filter block (the tiny model's 28 filters: BF = 32)
+    # takes 4: with 8 its float32 build used 8 B/thread of local memory on sm_80 (benchmarks/gpu_compile.py).
+    bf = block(filters, hi=128)
+    return {"BL": triton.next_power_of_2(slots), "BN": 16 if interpreting() else 2, "BF": bf,
+            "num_warps": 8 if bf >= 128 else 4}
 
 
 def char_cnn_fwd(
@@ -128,11 +135,11 @@ def char_cnn_fwd(
     y = char_embed.new_empty(num_tokens, filters)
     if num_tokens == 0:
         return y
-    tiles = char_cnn_tiles(filters)
+    tiles = char_cnn_tiles(slots, filters)
     grid = (triton.cdiv(num_tokens, tiles["BN"]), triton.cdiv(filters, tiles["BF"]))
     char_cnn_fwd_kernel[grid](
         ids=char_ids.contiguous(), char_embed=char_embed.contiguous(), w=w, widths=widths, bias=bias, y=y,
-        N=num_tokens, L=slots, E=embed_dim, F=filters, DE=w.shape[1], BL=triton.next_power_of_2(slots),
-        BN=tiles["BN"], BF=tiles["BF"], ACTIVATION=activation, num_warps=tiles["num_warps"], **dot_flags(char_embed.dtype),
+        N=num_tokens, L=slots, E=embed_dim, F=filters, DE=w.shape[1], ACTIVATION=activation, **tiles,
+        **dot_flags(char_embed.dtype),
     )
     return y

@@ -59,12 +59,18 @@ def highway_fwd_kernel(
     tl.store(y + o_y, (b_g * b_t + (1 - b_g) * b_x).to(y.dtype.element_ty), mask=m_y)
 
 
-def highway_tiles(width: int) -> dict[str, int]:
-    """The launch configuration of :func:`highway_fwd` for ``width`` features: ``BM``, ``BN``, ``BK``
-    and ``num_warps``."""
-    # NOTE: two fp32 accumulators of [64, 128] per program (8 warps: 64 registers each), a K step
-    # of 64; F = 2048 in the original model gives 16 column blocks per 64 tokens. Design choice for
-    # the H100, not measured.
+def highway_tiles(width: int, dtype: torch.dtype) -> dict[str, int]:
+    """Block sizes (``BM``, ``BN``, ``BK``) and ``num_warps`` of :func:`highway_fwd_kernel` for F = ``width``
+    and ``x`` of ``dtype``. The launcher and ``benchmarks/gpu_compile.py`` both take their configuration from here.
+    """
+    # NOTE: bf16: two fp32 accumulators of [64, 128] per program (8 warps: 64 registers each), a K
+    # step of 64; F = 2048 in the original model gives 16 column blocks per 64 tokens. Design choice
+    # for the H100, not measured. float32 products run at ieee precision (FMA, not tensor cores),
+    # whose operand layouts need more registers: compiled ahead of time (benchmarks/gpu_compile.py),
+    # [64, 128] x K 64 spilled 1024 B/thread on sm_90 (255 registers) and 7928 B on sm_80, so float32
+    # takes [64, 64] x K 32: 170 / 103 registers on sm_90 / sm_80, no spills.
+    if dtype == torch.float32:
+        return {"BM": 64, "BN": block(width, hi=64), "BK": block(width, hi=32), "num_warps": 8}
     return {"BM": 64, "BN": block(width, hi=128), "BK": block(width, hi=64), "num_warps": 8}
 
 
@@ -86,10 +92,10 @@ def highway_fwd(
     y = torch.empty_like(x)
     if rows == 0:
         return y
-    tiles = highway_tiles(width)
+    tiles = highway_tiles(width, x.dtype)
     grid = (triton.cdiv(rows, tiles["BM"]), triton.cdiv(width, tiles["BN"]))
     highway_fwd_kernel[grid](
         x=x, w_transform=w_transform.contiguous(), b_transform=b_transform, w_carry=w_carry.contiguous(), b_carry=b_carry,
-        y=y, M=rows, F=width, BM=tiles["BM"], BN=tiles["BN"], BK=tiles["BK"], num_warps=tiles["num_warps"], **dot_flags(x.dtype),
+        y=y, M=rows, F=width, **tiles, **dot_flags(x.dtype),
     )
     return y

@@ -208,27 +208,41 @@ def lstmp_fwd_proj_kernel(
         tl.store(ht + o_hid, b_h.to(ht.dtype.element_ty), mask=b_last[:, None] & m_p[None, :])
 
 
-def lstmp_tiles(batch: int, cell: int, proj: int) -> dict[str, int]:
-    """The launch configuration of one time step: tile sizes ``BB``/``BC``/``BP``/``BK_H``/``BK_A`` and the
-    cell kernel's ``WARPS_CELL``, for ``batch`` rows, ``cell`` cells and ``proj`` outputs."""
+def lstmp_tiles(batch: int, cell: int, proj: int, dtype: torch.dtype) -> dict[str, int]:
+    """Block sizes and warps of both step kernels for a layer of ``batch`` rows, C = ``cell``, P = ``proj``
+    and activations of ``dtype``.
+
+    Keys: ``BB`` (rows per program), ``BC``/``BP`` (cells / projection columns per program), ``BK_H``/``BK_A``
+    (K steps of the cell and projection products), ``WARPS_CELL`` (warps of the cell kernel; the projection
+    kernel runs 4). The launchers and ``benchmarks/gpu_compile.py`` both take their configurations from here.
+    """
     # NOTE: the batch is the M side of every product: at most a few hundred rows against
     # C = 4096 / P = 512 (original model). Up to batch 32 a step only streams the weights
     # (w_hh 2 x 512 x 16384 and w_proj 2 x 4096 x 512, ~40 MB in bf16, which stay in H100's
     # 50 MB L2 across steps), so the tiles are chosen for enough programs to keep all 132 SMs
     # loading: BC = 32 gives 4096 / 32 x 2 directions = 256 cell programs, BP = 16 gives 64
     # projection programs with a long K loop (BK = 128 over C). From batch 33 on, M = 64 tiles and
-    # BC = 64 / BP = 32 halve how often each weight tile is re-read per batch tile; four fp32
-    # [64, 64] gate accumulators then need 8 warps to stay in registers. tl.dot needs every
-    # block dimension >= 16, hence the floor of 16 (masked) for tiny models and batches.
-    # These are design choices for the H100, not measured optima.
+    # BP = 32 halve how often each projection weight tile is re-read per batch tile, with 8 warps for
+    # the cell kernel. BC stays 32 there: compiled ahead of time (benchmarks/gpu_compile.py), four
+    # [64, 64] gate accumulators (BC = 64) spilled on sm_80 (bf16: 176 B/thread at 255 registers;
+    # fp32: 6456 B), BC = 32 does not (bf16: 190 / 106 registers on sm_80 / sm_90). float32 products
+    # (ieee, FMA units) take shorter K steps from batch 17 on, where K = 64 (cell) and K = 128
+    # (projection) spilled on sm_80: cell 16 B (batch 17-32) and 2248 B (batch 33+), projection
+    # 2600 B (batch 17-32) and 6888 B (batch 33+; K = 64 still 3712 B). tl.dot needs every block
+    # dimension >= 16, hence the floor of 16 (masked) for tiny models and batches. Design choices,
+    # not measured on a GPU.
     bb = 16 if batch <= 16 else 32 if batch <= 32 else 64
     small = batch <= 32
+    if dtype == torch.float32 and batch > 16:
+        k_h, k_a = 32, 64 if small else 32
+    else:
+        k_h, k_a = 64, 128
     return {
         "BB": bb,
-        "BC": block(cell, hi=32 if small else 64),
+        "BC": block(cell, hi=32),
         "BP": block(proj, hi=16 if small else 32),
-        "BK_H": block(proj, hi=64),
-        "BK_A": block(cell, hi=128),
+        "BK_H": block(proj, hi=k_h),
+        "BK_A": block(cell, hi=k_a),
         "WARPS_CELL": 4 if small else 8,
     }
 
@@ -256,7 +270,7 @@ def _run(buf: _Buffers, cell_clip: float, proj_clip: float) -> None:
     num_dirs, batch, width, width_in = buf.x.shape
     cell, proj = buf.w_proj.shape[1], buf.w_proj.shape[2]
     torch.bmm(buf.x.view(num_dirs, batch * width, width_in), buf.w_ih, out=buf.gx.view(num_dirs, batch * width, 4 * cell))
-    tiles = lstmp_tiles(batch, cell, proj)
+    tiles = lstmp_tiles(batch, cell, proj, buf.x.dtype)
     flags = dot_flags(buf.x.dtype)
     grid_cell = (triton.cdiv(cell, tiles["BC"]), triton.cdiv(batch, tiles["BB"]), num_dirs)
     grid_proj = (triton.cdiv(proj, tiles["BP"]), triton.cdiv(batch, tiles["BB"]), num_dirs)
@@ -336,7 +350,7 @@ def clear_graph_cache() -> None:
 
 def _static_layer(x, weights, h0: bool, residual: bool, final: bool, cell_clip: float, proj_clip: float) -> _StaticLayer:
     num_dirs, batch, width, width_in = x.shape
-    tiles = lstmp_tiles(batch, weights[3].shape[1], weights[3].shape[2])
+    tiles = lstmp_tiles(batch, weights[3].shape[1], weights[3].shape[2], x.dtype)
     padded_batch = triton.cdiv(batch, tiles["BB"]) * tiles["BB"]
     padded_width = triton.cdiv(width, 8) * 8
     bucket = (x.device, x.dtype, num_dirs, padded_batch, padded_width, width_in, h0, residual, final, cell_clip, proj_clip)

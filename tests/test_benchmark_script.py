@@ -1,22 +1,17 @@
 """Smoke test of benchmarks/run.py on the tiny config: it runs, and its JSON has the promised shape."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-RUN_PY = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+from utils import load_benchmark_script
 
 
 @pytest.fixture(scope="module")
 def run_module():
-    spec = importlib.util.spec_from_file_location("elmo_fast_bench_run", RUN_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("run")
 
 
 def test_run_writes_expected_json(run_module, tmp_path, capsys):

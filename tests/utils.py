@@ -14,6 +14,15 @@ import torch
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "allennlp_tiny"
 FIXTURE_OPTIONS = FIXTURE_DIR / "options.json"
 FIXTURE_WEIGHTS = FIXTURE_DIR / "weights.hdf5"
+BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark_script(name: str):
+    """The module of ``benchmarks/<name>.py``, loaded from its file (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"elmo_fast_bench_{name}", BENCHMARKS_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 
