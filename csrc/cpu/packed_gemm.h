@@ -324,6 +324,37 @@ inline void panel_kernel(
   }
 }
 
+// Depth of one partial sum: a product over k > kDepthBlock sums blocks of kDepthBlock terms, each
+// from zero, and then adds the block sums, in order. NOTE: one running sum over k = 4096 (the
+// original model's projection) had 3x the root-mean-square error against float64 of torch's
+// matmul, whose GEMM also sums in blocks; with blocks of 128 it is below torch's
+// (benchmarks/accuracy.py). The result of a row still does not depend on the other rows.
+constexpr int64_t kDepthBlock = 128;
+
+// panel_kernel over k in blocks of kDepthBlock: the first block writes c, each later one is computed
+// into `part` and added to c. `prefetch` advances by the lines the earlier blocks fetched.
+template <int R, int NP, typename W>
+inline void panel_kernel_blocked(
+    const float* a, int64_t lda, const W* panel, int64_t stride, const float* scale, int64_t k, float* c, int64_t ldc,
+    const char* prefetch, int64_t every, int64_t burst) {
+  constexpr int64_t width = NP * kPanel;
+  float part[R * width];
+  for (int64_t p0 = 0; p0 < k; p0 += kDepthBlock) {
+    const int64_t kb = std::min(kDepthBlock, k - p0);
+    const char* pf = prefetch ? prefetch + p0 / every * burst * 64 : nullptr;
+    if (p0 == 0) {
+      panel_kernel<R, NP>(a, lda, panel, stride, scale, kb, c, ldc, pf, every, burst);
+      continue;
+    }
+    panel_kernel<R, NP>(a + p0, lda, panel + p0 * kPanel, stride, scale, kb, part, width, pf, every, burst);
+    for (int r = 0; r < R; ++r) {
+      for (int64_t q = 0; q < width; q += kLanes) {
+        vstore(c + r * ldc + q, vload(c + r * ldc + q) + vload(part + r * width + q));
+      }
+    }
+  }
+}
+
 // Panels computed together for a call of `rows` rows (one row group): 4 for one row, 2 for two.
 inline int64_t panels_at_once(int64_t rows) {
   return rows == 1 ? 4 : rows == 2 ? 2 : 1;
@@ -360,17 +391,17 @@ inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const W* pane
       const int64_t burst = hi > lo ? (hi - lo + k - 1) / k : 1;
       const int64_t every = hi > lo ? std::max<int64_t>(1, k * burst / (hi - lo)) : 1;
       if (np == 4) {
-        panel_kernel<1, 4>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst);
+        panel_kernel_blocked<1, 4>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst);
       } else if (np == 2) {
-        panel_kernel<2, 2>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst);
+        panel_kernel_blocked<2, 2>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst);
       } else {
         switch (n) {
-          case 6: panel_kernel<6, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
-          case 5: panel_kernel<5, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
-          case 4: panel_kernel<4, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
-          case 3: panel_kernel<3, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
-          case 2: panel_kernel<2, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
-          default: panel_kernel<1, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+          case 6: panel_kernel_blocked<6, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+          case 5: panel_kernel_blocked<5, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+          case 4: panel_kernel_blocked<4, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+          case 3: panel_kernel_blocked<3, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+          case 2: panel_kernel_blocked<2, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
+          default: panel_kernel_blocked<1, 1>(ar, lda, panel, stride, panel_scale, k, cr, ldc, pf, every, burst); break;
         }
       }
       r0 += n;
