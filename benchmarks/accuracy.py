@@ -41,6 +41,9 @@ from elmo_fast.modules import BiLm
 from elmo_fast.weights import ElmoOptions, ElmoWeights, load_weights, random_weights
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from utils import no_tf32, random_sentences  # noqa: E402  (tests/utils.py: TF32 off, random sentences)
+
 FIXTURE_DIR = ROOT / "tests" / "fixtures" / "allennlp_tiny"
 LARGE = ElmoOptions(projection_dim=16, cell_dim=48, filters=((1, 8), (2, 16), (3, 24), (5, 16)), n_highway=2,
                     char_embed_dim=8, activation="tanh", cell_clip=5.0, proj_clip=5.0)
@@ -58,13 +61,6 @@ class Case:
     state_batch: dict[str, int]
 
 
-def no_tf32() -> None:
-    """Switch TF32 off for CUDA matrix products and convolutions: a float32 result computed with
-    TF32 inputs is not a float32 result (errors ~1e-3 instead of ~1e-7)."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-
-
 def fixture_case() -> Case:
     import numpy as np
 
@@ -78,9 +74,6 @@ def fixture_case() -> Case:
 def random_case(name: str, options: ElmoOptions, scale: float, batches: int = 6, rows: int = 8, seed: int = 0) -> Case:
     """Random weights (``scale``, see :func:`elmo_fast.weights.random_weights`) and ``batches`` batches
     of ``rows`` random sentences (mixed lengths, odd characters)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from utils import random_sentences
-
     ids = [batch_to_ids(random_sentences(rows, seed=seed + i, max_len=14)) for i in range(batches)]
     return Case(name, random_weights(options, seed=seed, scale=scale), ids, {"zero": 0, "carried": batches - 1})
 

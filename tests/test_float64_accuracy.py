@@ -77,6 +77,11 @@ def _check_rms(errors: dict, bar: dict, what: str) -> None:
             )
 
 
+def test_tf32_is_off():
+    """conftest.py switches TF32 off, so a float32 reference on a GPU computes in float32."""
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+
+
 def test_truth_agrees_with_the_recording(fixture_truth):
     """The float64 truth is the model AllenNLP ran: its recording differs from it by float32 rounding only."""
     case, truth = fixture_truth
