@@ -112,6 +112,16 @@ def test_large_activations_within_reference_error(large_truth, backend):
     _check_rms(errors, bar, f"{backend} on the large-activation model")
 
 
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b.values[0] != "ref"])
+def test_wide_model_within_reference_error(backend):
+    """Long sums: a 2048-wide highway and projection, C = 1024 (one running sum over k had 3x the error)."""
+    if backend == "triton" and TRITON_DEVICE == "cpu":
+        pytest.skip("too slow under the Triton interpreter; runs on a GPU")
+    case = acc.wide_case()
+    truth = acc.run(case, "ref", torch.float64)
+    _check_rms(acc.backend_errors(case, backend, truth, _device(backend)), acc.backend_errors(case, "ref", truth), f"{backend} on the wide model")
+
+
 def test_reference_float32_is_an_allennlp_equivalent_bar(fixture_truth):
     """The bar of the random models: the reference in float32 is as accurate as AllenNLP on the fixture
     (within 1.2x either way, so it neither hides nor inflates errors)."""
