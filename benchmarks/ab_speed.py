@@ -9,7 +9,8 @@ rounds alternate the order (before-after, then after-before) so that a slow drif
 load hits both sides alike. Cases, on random weights with the original model's shapes:
 
 * ``layer-b1`` / ``layer-b32``: one biLSTM layer (P=512, C=4096, 2 directions, 22 steps, fp32) at
-  batch 1 and 32, ``lstmp_cpp`` as in ``benchmarks/layer_kernels.py``;
+  batch 1 and 32, ``lstmp(backend="cpp")`` as in ``benchmarks/layer_kernels.py`` (the public
+  signature, the same before and after the op registry of issue 16);
 * ``encoder-b32``: the token encoder (char-CNN with the original filters, two highway layers, the
   projection) on the distinct tokens of 32 random sentences, ``token_encoder_cpp``.
 
@@ -39,7 +40,7 @@ def child(case: str, repeats: int) -> None:
     import torch
 
     import elmo_fast
-    from elmo_fast.ops.lstmp import lstmp_cpp
+    from elmo_fast.ops.lstmp import lstmp
     from elmo_fast.ops.token_encoder import token_encoder_cpp
     from elmo_fast.weights import ORIGINAL, random_weights
 
@@ -49,7 +50,7 @@ def child(case: str, repeats: int) -> None:
         w_ih, w_hh = (torch.randn(d, p, 4 * c, generator=g) * 0.02 for _ in range(2))
         bias, w_proj = torch.zeros(d, 4 * c), torch.randn(d, c, p, generator=g) * 0.02
         x, lengths = torch.randn(d, batch, steps, p, generator=g), torch.full((batch,), steps)
-        run = lambda: lstmp_cpp(x, lengths, w_ih, w_hh, bias, w_proj, cell_clip=3.0, proj_clip=3.0)  # noqa: E731
+        run = lambda: lstmp(x, lengths, w_ih, w_hh, bias, w_proj, cell_clip=3.0, proj_clip=3.0, backend="cpp")  # noqa: E731
     else:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
         from utils import random_sentences

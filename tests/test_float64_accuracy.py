@@ -147,10 +147,10 @@ def _tanh_through_char_cnn(backend: str, values: torch.Tensor) -> torch.Tensor:
     weight, bias = torch.ones(1, 1, 1), torch.zeros(1)
     if backend == "cpp":
         return torch.ops.elmo_fast.char_cnn(ids, embed, [weight], [bias], "tanh")[:, 0]
-    from elmo_fast.kernels.char_cnn import char_cnn_fwd, packed_conv_weights
+    from elmo_fast.kernels.char_cnn import char_cnn_fwd, pack_conv_weights
 
     dev = TRITON_DEVICE
-    packed = packed_conv_weights([weight.to(dev)], [bias.to(dev)], torch.float32)
+    packed = pack_conv_weights([weight.to(dev)], [bias.to(dev)], torch.float32)
     return char_cnn_fwd(ids.to(dev), embed.to(dev), packed, "tanh")[:, 0].cpu()
 
 

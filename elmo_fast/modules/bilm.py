@@ -8,17 +8,17 @@ import torch
 from torch import nn
 
 from elmo_fast import _backends
-from elmo_fast.modules.token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache
-from elmo_fast.ops import lstmp, token_encoder
-from elmo_fast.ops._cpp import weight_stamp
+from elmo_fast.modules.runtime import DEFAULT_MAX_SENTENCE_LENGTH, STATES, RuntimeOptions, check_state
+from elmo_fast.modules.token_cache import TokenCache
 from elmo_fast.ops.char_ids import char_ids
-from elmo_fast.ops.token_encoder import ROW_EXACT
+from elmo_fast.ops.lstmp import lstmp
+from elmo_fast.ops.registry import weight_stamp
+from elmo_fast.ops.token_encoder import ROW_EXACT, token_encoder
 from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
-from elmo_fast.reference.quantize import check_weight_precision
 from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, batch_to_ids_ref, length_mask
 from elmo_fast.weights import ElmoWeights
 
-STATES: tuple[str, ...] = ("carry", "zero", "warm")
+__all__ = ["DEFAULT_MAX_SENTENCE_LENGTH", "NUM_CHAR_IDS", "STATES", "WARMUP_TEXT", "BiLm", "check_state"]
 
 # The built-in text that warms the LSTM state for state="warm": plain, neutral English prose read
 # sentence by sentence from zero state, as a stateful AllenNLP model would have read it.
@@ -32,16 +32,8 @@ WARMUP_TEXT: tuple[str, ...] = (
     "Local people say that the best time to visit is early in the autumn , when the weather is mild .",
     "The museum tells the story of the first families and of the trade that made the town rich .",
 )
-DEFAULT_MAX_SENTENCE_LENGTH: int = 100_000
 # Character ids are bytes + 1 plus the begin/end-of-word and padding symbols: 0 <= id < 262.
 NUM_CHAR_IDS: int = 262
-
-
-def check_state(state: str) -> str:
-    """Validate a ``state=`` argument."""
-    if state not in STATES:
-        raise ValueError(f"state must be one of {', '.join(repr(s) for s in STATES)}, not {state!r}")
-    return state
 
 
 def _check_ids(ids: torch.Tensor, what: str, size: int, hint: str) -> None:
@@ -62,25 +54,15 @@ class BiLm(nn.Module):
     Args:
         weights: the model, e.g. from :func:`elmo_fast.weights.load_weights`.
         requires_grad: whether the biLM's parameters are trainable.
-        state: ``"carry"`` — AllenNLP's stateful behaviour: the final state of every batch row is
-            stored and the next call's row i starts from it (``reset_states()`` forgets it);
-            ``"zero"`` — every sentence starts from zero state, independent of the batch and of
-            earlier calls; ``"warm"`` — every sentence starts from one fixed state, reached by
-            reading :data:`WARMUP_TEXT` (computed once per set of weights): deterministic like
-            ``zero``, without its cold start.
-        backend: ``"auto"`` or a backend name (see :mod:`elmo_fast._backends`).
         vocab_to_cache: words whose token embeddings are computed once; ``forward`` then accepts
             ``word_inputs`` (ids into this list; id 0 is padding).
-        max_sentence_length: longer sentences are refused with a clear error. Working memory of
-            the ops is bounded (they process long inputs in chunks); the outputs themselves take
-            ``4 * (L + 1) * 2P`` bytes per token.
-        token_cache_size: capacity of the LRU cache of token embeddings across batches (0: off).
-            It serves repeated words without running the char-CNN again, and is used only where it
-            changes no number: a backend whose encoder is row-exact (``cpp``), and no gradients
-            needed. See :class:`~elmo_fast.modules.token_cache.TokenCache`.
-        weight_precision: storage of the biLSTM weights for inference: ``"fp32"`` (default),
-            ``"bf16"`` or ``"int8"`` (see :mod:`elmo_fast.reference.quantize`); read directly by the
-            ``cpp`` backend, emulated in float32 by the others. Not with ``requires_grad``.
+        runtime: the runtime options (:class:`~elmo_fast.modules.runtime.RuntimeOptions`); ``state``,
+            ``backend``, ``max_sentence_length``, ``token_cache_size`` and ``weight_precision`` given
+            as keywords override it (None: from ``runtime``, else its default). With ``state="warm"``
+            every sentence starts from the state reached by reading :data:`WARMUP_TEXT` (computed
+            once per set of weights). The token cache serves repeated words without running the
+            char-CNN again, only on a backend whose encoder is row-exact (``cpp``) and without
+            gradients. ``weight_precision`` other than ``"fp32"`` is not for ``requires_grad``.
     """
 
     def __init__(
@@ -88,32 +70,34 @@ class BiLm(nn.Module):
         weights: ElmoWeights,
         requires_grad: bool = False,
         *,
-        state: str = "carry",
-        backend: str = "auto",
+        state: str | None = None,
+        backend: str | None = None,
         vocab_to_cache: Sequence[str] | None = None,
-        max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
-        token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
-        weight_precision: str = "fp32",
+        max_sentence_length: int | None = None,
+        token_cache_size: int | None = None,
+        weight_precision: str | None = None,
+        runtime: RuntimeOptions | None = None,
     ) -> None:
         super().__init__()
-        self.weight_precision = check_weight_precision(weight_precision)
-        if requires_grad and weight_precision != "fp32":
-            raise ValueError(f"weight_precision={weight_precision!r} is for inference; use 'fp32' with requires_grad=True")
-        if isinstance(max_sentence_length, bool) or not isinstance(max_sentence_length, int) or max_sentence_length < 1:
-            raise ValueError(f"max_sentence_length must be a positive integer, got {max_sentence_length!r}")
-        self.max_sentence_length = max_sentence_length
+        runtime = RuntimeOptions.merge(
+            runtime, state=state, backend=backend, max_sentence_length=max_sentence_length,
+            token_cache_size=token_cache_size, weight_precision=weight_precision,
+        )
+        if requires_grad and runtime.weight_precision != "fp32":
+            raise ValueError(f"weight_precision={runtime.weight_precision!r} is for inference; use 'fp32' with requires_grad=True")
+        self.runtime = runtime
+        self.weight_precision = runtime.weight_precision
+        self.max_sentence_length = runtime.max_sentence_length
         self.options = weights.options
-        self.state = check_state(state)
-        if backend != "auto" and backend not in _backends.BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(_backends.BACKENDS)} or 'auto'")
-        self.backend = backend
+        self.state = runtime.state
+        self.backend = runtime.backend
         for name, tensor in weights.tensors().items():
             self.register_parameter(name, nn.Parameter(tensor.detach().clone(), requires_grad=requires_grad))
         self._states: tuple[torch.Tensor, torch.Tensor] | None = None
         self._warm: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
         self._word_embedding: torch.Tensor | None = None
         self._boundary_embedding: torch.Tensor | None = None
-        self.token_cache = TokenCache(token_cache_size) if token_cache_size else None
+        self.token_cache = TokenCache(runtime.token_cache_size) if runtime.token_cache_size else None
         if vocab_to_cache is not None:
             self.cache_vocab(vocab_to_cache)
 
@@ -134,6 +118,15 @@ class BiLm(nn.Module):
     def reset_states(self) -> None:
         """Forget the carried state: the next call starts every row from zero."""
         self._states = None
+
+    @property
+    def carried_state(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The state ``state="carry"`` hands to the next call: ``(h (L, rows, 2P), c (L, rows, 2C))`` or None."""
+        return self._states
+
+    @carried_state.setter
+    def carried_state(self, value: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        self._states = value
 
     def resolved_backend(self, device: torch.device) -> str:
         """The backend that runs on ``device`` for this module."""

@@ -1,6 +1,6 @@
 """Reference tokens -> character ids, and sentence-boundary insertion/removal.
 
-The id scheme is bilm-tf's, as AllenNLP reads it (see ELMO_SPEC.md, "Characters -> ids"): every
+The id scheme is bilm-tf's, as AllenNLP reads it (docs/semantics.md, "Characters to ids"): every
 token becomes 50 slots ``[BOW, bytes..., EOW, PAD, ...]`` with every id shifted by one so that 0
 is free for padding tokens.
 """
