@@ -1,4 +1,5 @@
-"""``elmo-fast`` command line: ``embed`` a text file into hdf5, ``probe``, ``env``, and the training commands.
+"""``elmo-fast`` command line: ``embed`` a text file into hdf5, ``probe``, ``env``, the training
+commands, and ``models`` / ``convert`` (:mod:`elmo_fast.models.cli`).
 
 Every subcommand is an ``add_<name>_command(sub)`` function listed in :data:`COMMANDS` (the
 convention is in :mod:`elmo_fast.commands`): to add one, write its adder and handler and append the
@@ -14,7 +15,9 @@ from pathlib import Path
 
 from elmo_fast._backends import BackendUnavailable
 from elmo_fast.commands import CliError, add_command, add_logging_flags, configure_logging, run_handler
+from elmo_fast.fasta_cli import add_fasta_arguments, check_input_format, embed_fasta_command
 from elmo_fast.jobs.segments import ResumeError
+from elmo_fast.models.cli import add_convert_command, add_models_command
 from elmo_fast.reference.quantize import WEIGHT_PRECISIONS
 from elmo_fast.train.cli import add_train_commands
 from elmo_fast.weights import WeightFileError
@@ -23,6 +26,8 @@ __all__ = ["COMMANDS", "CliError", "build_parser", "main"]
 
 # what embed and probe report as one line (exit status 2) rather than a traceback
 FILE_ERRORS = (WeightFileError, BackendUnavailable, ResumeError, ValueError, TypeError, OSError)
+# embed also reports a missing optional dependency (Biopython for --input-format fasta) as one line
+EMBED_ERRORS = (*FILE_ERRORS, ImportError)
 
 
 def add_embed_command(sub: argparse._SubParsersAction) -> None:
@@ -31,8 +36,8 @@ def add_embed_command(sub: argparse._SubParsersAction) -> None:
         sub,
         "embed",
         _embed,
-        errors=FILE_ERRORS,
-        help="embed a text file (one whitespace-tokenised sentence per line) into hdf5",
+        errors=EMBED_ERRORS,
+        help="embed a text file (one whitespace-tokenised sentence per line), or a FASTA file of proteins, into hdf5",
         description="Embed INPUT (one whitespace-tokenised sentence per line) into OUTPUT, an hdf5 file "
         "laid out as AllenNLP's `elmo` command writes it. Without --options/--weights the bundled "
         "default model is used.",
@@ -42,6 +47,8 @@ def add_embed_command(sub: argparse._SubParsersAction) -> None:
     )
     embed.add_argument("output", type=Path, help="output hdf5 file")
     _add_model_arguments(embed)
+    embed.add_argument("--model", default=None, help="a model name (`elmo-fast models list`), fetched on first use")
+    embed.add_argument("--offline", action="store_true", help="with --model: no network, use the cache only")
     _add_embed_run_arguments(embed)
     _add_embed_file_arguments(embed)
     ray = embed.add_argument_group("distributed (pip install 'elmo_fast[ray]')")
@@ -54,6 +61,7 @@ def add_embed_command(sub: argparse._SubParsersAction) -> None:
     ray.add_argument("--num-workers", type=int, default=None, help="Ray workers (default: one per GPU, else per CPU)")
     ray.add_argument("--address", default=None, help="Ray cluster to join (default: a new local instance, or RAY_ADDRESS)")
     embed.set_defaults(format="all")
+    add_fasta_arguments(embed)
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,9 +81,9 @@ def _add_embed_run_arguments(embed: argparse.ArgumentParser) -> None:
     embed.add_argument(
         "--state",
         choices=("carry", "zero", "warm"),
-        default="carry",
-        help="carry: AllenNLP's stateful behaviour (default); zero: every sentence independent, from zero "
-        "state; warm: independent, from one fixed warmed-up state",
+        default=None,
+        help="carry: AllenNLP's stateful behaviour (default for text); zero: every sentence independent, from zero "
+        "state (default for --input-format fasta); warm: independent, from one fixed warmed-up state",
     )
     embed.add_argument("--backend", default="auto", help="auto (default), cuda, triton, cpp or ref")
     embed.add_argument(
@@ -152,7 +160,14 @@ def add_env_command(sub: argparse._SubParsersAction) -> None:
     add_command(sub, "env", _env, help="print versions and which backends loaded (and why the others did not)")
 
 
-COMMANDS = (add_embed_command, add_probe_command, add_env_command, add_train_commands)
+COMMANDS = (
+    add_embed_command,
+    add_probe_command,
+    add_env_command,
+    add_train_commands,
+    add_models_command,
+    add_convert_command,
+)
 """Every subcommand's adder, in the order ``elmo-fast --help`` lists them."""
 
 
@@ -243,6 +258,15 @@ def _embed_checked(args: argparse.Namespace) -> int:
 
     if (args.options is None) != (args.weights is None):
         raise CliError("give both --options and --weights, or neither (bundled default model)")
+    if args.model is not None:
+        from elmo_fast.models import resolve
+
+        if args.options is not None:
+            raise CliError("give --model or --options/--weights, not both")
+        args.options, args.weights = resolve(args.model, offline=args.offline or None, progress=not args.quiet)
+    check_input_format(args)
+    if args.input_format == "fasta" and args.engine == "ray":
+        raise CliError("--input-format fasta runs on the local engine (drop --engine ray)")
     if args.engine == "ray":
         if args.weight_precision != "fp32":
             raise CliError("--weight-precision is for the local engine (it lowers batch-1 latency); the Ray engine runs fp32")
@@ -265,6 +289,8 @@ def _embed_checked(args: argparse.Namespace) -> int:
         weight_precision=args.weight_precision,
         **limit,
     )
+    if args.input_format == "fasta":
+        return embed_fasta_command(args, embedder)
     embedder.embed_file(args.input, args.output, bucket=False if args.no_bucket else None, **_file_job_options(args))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0

@@ -17,7 +17,6 @@ from elmo_fast.jobs.spec import OUTPUT_FORMATS, check_job_options
 from elmo_fast.modules.elmo import load_bilm
 from elmo_fast.modules.runtime import DEFAULT_MAX_SENTENCE_LENGTH, RuntimeOptions
 from elmo_fast.modules.token_cache import DEFAULT_TOKEN_CACHE_SIZE
-from elmo_fast.ops.char_ids import char_ids
 from elmo_fast.reference.char_ids import remove_sentence_boundaries
 from elmo_fast.weights import PathLike
 
@@ -34,7 +33,8 @@ class ElmoEmbedder:
     """Raw biLM layers for tokenised sentences (no scalar mix, no dropout), as numpy arrays.
 
     Args:
-        options_file, weight_file: the model files; both None uses the bundled default model.
+        options_file, weight_file: the model files; both None uses the bundled default model; a model
+            name (`elmo-fast models list`) or folder as options_file with weight_file None fetches it.
         cuda_device: AllenNLP's GPU index (-1 = CPU); ``device`` overrides it.
         state, backend, device, max_sentence_length, weight_precision, token_cache_size: how the
             biLM runs (keyword-only; defaults ``"carry"``: AllenNLP parity, the embedder never resets
@@ -86,7 +86,7 @@ class ElmoEmbedder:
 
     def _embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         # batch checked by the caller
-        out = self.elmo_bilm(char_ids(batch).to(self.device))
+        out = self.elmo_bilm(self.elmo_bilm.batch_to_ids(batch).to(self.device))
         layers = []
         mask = None
         for layer in out.activations:
@@ -257,3 +257,18 @@ class ElmoEmbedder:
         finally:
             if spooled is not None:
                 os.unlink(spooled.name)
+
+    def embed_fasta(self, input_file: PathLike, **options) -> Iterator[tuple[str, np.ndarray]]:
+        """Embed the proteins of a FASTA file: ``(id, array)`` per record, in file order.
+
+        The whole file is checked first (:func:`elmo_fast.fasta.scan_fasta`); ``options`` are those
+        of :func:`elmo_fast.jobs.fasta.embed_pairs` (``output_format``, ``per_protein``,
+        ``batch_size``, ``max_tokens``, ``window_residues``). Needs ``state="zero"`` or ``"warm"``.
+        For an hdf5 file use :func:`elmo_fast.jobs.fasta.run_embed_fasta` (``elmo-fast embed
+        --input-format fasta``).
+        """
+        from elmo_fast.fasta import read_fasta, scan_fasta
+        from elmo_fast.jobs.fasta import embed_pairs
+
+        scan_fasta(input_file)
+        return embed_pairs(self, ((r.id, r.sequence) for r in read_fasta(input_file)), **options)

@@ -15,7 +15,7 @@ from elmo_fast.ops.lstmp import lstmp
 from elmo_fast.ops.registry import weight_stamp
 from elmo_fast.ops.token_encoder import ROW_EXACT, token_encoder
 from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
-from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, batch_to_ids_ref, length_mask
+from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, length_mask
 from elmo_fast.weights import ElmoWeights
 
 __all__ = ["DEFAULT_MAX_SENTENCE_LENGTH", "NUM_CHAR_IDS", "STATES", "WARMUP_TEXT", "BiLm", "check_state"]
@@ -110,6 +110,16 @@ class BiLm(nn.Module):
         """2P, the width of every returned layer."""
         return self.options.output_dim
 
+    def batch_to_ids(self, batch: Sequence[Sequence[str]]) -> torch.Tensor:
+        """This model's ids for a batch of tokenised sentences: bilm-tf's byte ids
+        (:func:`elmo_fast.batch_to_ids`), or for a model with a character lexicon (converted from
+        ELMoForManyLangs) its lexicon's ids, ``(B, T, options.id_width)``."""
+        if self.options.lexicon_file is None:
+            return char_ids(batch)
+        from elmo_fast.reference.lexicon_ids import load_lexicon
+
+        return load_lexicon(self.options.lexicon_file, self.options.bos_ids, self.options.eos_ids).batch_to_ids(batch)
+
     def weights(self) -> ElmoWeights:
         """The current parameters as an :class:`ElmoWeights` (shares storage; export with
         :func:`elmo_fast.weights.save_weights`)."""
@@ -135,6 +145,8 @@ class BiLm(nn.Module):
     @torch.no_grad()
     def cache_vocab(self, vocab: Sequence[str], batch_size: int = 512) -> None:
         """Precompute token embeddings for ``vocab`` (AllenNLP's ``vocab_to_cache``)."""
+        if self.options.lexicon_file is not None:
+            raise ValueError("vocab_to_cache is for bilm-tf character ids; this model reads a character lexicon")
         device = self.char_embed.device
         backend = self.resolved_backend(device)
         words = [BOS_TOKEN, EOS_TOKEN, *vocab]
@@ -170,20 +182,20 @@ class BiLm(nn.Module):
         if stale or self._warm[1].device != self.char_embed.device or self._warm[1].dtype != self.char_embed.dtype:
             h = c = None
             for sentence in WARMUP_TEXT:
-                out = self._run(batch_to_ids_ref([sentence.split()]), None, h, c)
+                out = self._run(self.batch_to_ids([sentence.split()]), None, h, c)
                 h, c = out.final_h, out.final_c
             self._warm = (versions, h, c)
         return self._warm[1], self._warm[2]
 
     def _use_token_cache(self, backend: str) -> bool:
-        if self.token_cache is None or backend not in ROW_EXACT:
+        if self.token_cache is None or backend not in ROW_EXACT or self.options.n_words:
             return False
         return not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
 
     def _embed_tokens_cached(self, char_ids: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Token embeddings with boundaries ``(B, T + 2, P)`` and their mask, through the token cache."""
         assert self.token_cache is not None
-        ids, mask = add_sentence_boundaries(char_ids, (char_ids > 0).any(dim=-1))
+        ids, mask = add_sentence_boundaries(char_ids, (char_ids > 0).any(dim=-1), self.options.bos_ids, self.options.eos_ids)
         unique, inverse = torch.unique(ids.reshape(-1, ids.shape[-1]), dim=0, return_inverse=True)
         cnn = self.weights().char_cnn
         stamp = tuple((id(p), *weight_stamp(p)) for n, p in self.named_parameters() if not n.startswith("lstm_"))
@@ -233,9 +245,14 @@ class BiLm(nn.Module):
         this call only. Ids of the wrong type, shape or range raise ``TypeError``/``ValueError``.
         """
         mode = check_state(state or self.state)
-        _check_ids(char_ids, "character ids", NUM_CHAR_IDS, "(see batch_to_ids)")
-        if char_ids.dim() != 3 or char_ids.shape[-1] != 50:
-            raise ValueError(f"character ids must have shape (B, T, 50), got {tuple(char_ids.shape)}")
+        width = self.options.id_width
+        if not isinstance(char_ids, torch.Tensor) or char_ids.dim() != 3 or char_ids.shape[-1] != width:
+            _check_ids(char_ids, "character ids", NUM_CHAR_IDS, "(see batch_to_ids)")
+            raise ValueError(f"character ids must have shape (B, T, {width}), got {tuple(char_ids.shape)}")
+        n_chars = self.options.n_characters if self.options.lexicon_file else NUM_CHAR_IDS
+        _check_ids(char_ids[..., :50], "character ids", n_chars, "(see BiLm.batch_to_ids)")
+        if self.options.n_words:
+            _check_ids(char_ids[..., 50], "word ids", self.options.n_words, "(see BiLm.batch_to_ids)")
         if word_inputs is not None and self._word_embedding is not None:
             _check_ids(word_inputs, "word_inputs", self._word_embedding.shape[0], "(ids into vocab_to_cache)")
             if word_inputs.dim() != 2 or word_inputs.shape[0] != char_ids.shape[0]:

@@ -26,18 +26,24 @@ def load_bilm(
     runtime: RuntimeOptions | None = None,
     **runtime_options: Any,
 ) -> BiLm:
-    """Build a :class:`BiLm` from files (both None: the bundled default model) on ``runtime.device``.
+    """Build a :class:`BiLm` from files on ``runtime.device``: both None is the bundled default
+    model; a model name (or a folder) with ``weight_file=None`` is fetched by
+    :func:`elmo_fast.models.resolve`.
 
     ``runtime`` (:class:`~elmo_fast.modules.runtime.RuntimeOptions`) says how it runs; its fields
     given as keywords (``state="zero"``, ``backend="cpp"``, ...) override it.
     """
     runtime = RuntimeOptions.merge(runtime, **runtime_options)
-    if (options_file is None) != (weight_file is None):
-        raise ValueError("give both options_file and weight_file, or neither (for the bundled default model)")
+    if options_file is None and weight_file is not None:
+        raise ValueError("give both options_file and weight_file, a model name alone, or neither (bundled default model)")
     if options_file is None:
         from elmo_fast.default_model import default_model_files
 
         options_file, weight_file = default_model_files()
+    elif weight_file is None:
+        from elmo_fast.models import resolve
+
+        options_file, weight_file = resolve(options_file)
     weights = load_weights(options_file, weight_file)
     bilm = BiLm(weights, requires_grad=requires_grad, runtime=runtime)
     target = runtime.target_device
@@ -57,7 +63,8 @@ class Elmo(nn.Module):
     "mask": (B, T) bool}``. Dropout applies in training mode, as in AllenNLP (call ``.eval()``).
 
     Args:
-        options_file, weight_file: the model files; both None uses the bundled default model.
+        options_file, weight_file: the model files; both None uses the bundled default model; a model
+            name (`elmo-fast models list`) or folder as options_file with weight_file None fetches it.
         num_output_representations: N, one ScalarMix each (``scalar_mix_{k}`` in the state dict).
         requires_grad: train the biLM's weights too.
         do_layer_norm: AllenNLP's batch-wide layer norm before mixing (``"token"``: per position,
@@ -134,12 +141,18 @@ class Elmo(nn.Module):
         """Forget the carried biLM state (``state="carry"``)."""
         self._elmo_lstm.reset_states()
 
+    def batch_to_ids(self, batch: Sequence[Sequence[str]]) -> torch.Tensor:
+        """This model's input ids for a batch of tokenised sentences (:meth:`BiLm.batch_to_ids`:
+        :func:`elmo_fast.batch_to_ids` for bilm-tf models, the lexicon's ids for converted ones)."""
+        return self._elmo_lstm.batch_to_ids(batch)
+
     def forward(self, inputs: torch.Tensor, word_inputs: torch.Tensor | None = None) -> dict[str, Any]:
         """Embed character ids; see the class docstring for shapes."""
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(f"inputs must be a torch.Tensor of character ids (see batch_to_ids), got {type(inputs).__name__}")
-        if inputs.dim() < 3 or inputs.shape[-1] != 50:
-            raise ValueError(f"inputs must have shape (..., T, 50), got {tuple(inputs.shape)}")
+        width = self._elmo_lstm.options.id_width
+        if inputs.dim() < 3 or inputs.shape[-1] != width:
+            raise ValueError(f"inputs must have shape (..., T, {width}), got {tuple(inputs.shape)}")
         if inputs.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise TypeError(f"inputs must hold integer character ids, got dtype {inputs.dtype}")
         original_shape = inputs.shape

@@ -127,6 +127,7 @@ def load_weights(options_file: PathLike, weight_file: PathLike) -> ElmoWeights:
         ],
         proj_weight=t(a["CNN_proj/W_proj"]),
         proj_bias=t(a["CNN_proj/b_proj"]),
+        word_proj=t(a["word_proj"]) if options.n_words else None,
     )
     p, c = options.projection_dim, options.cell_dim
     layers = []
@@ -174,6 +175,8 @@ def save_weights(weights: ElmoWeights, weight_file: PathLike, options_file: Path
         data[f"CNN_high_{k}/b_carry"] = n(hw.b_carry)
     data["CNN_proj/W_proj"] = n(cnn.proj_weight)
     data["CNN_proj/b_proj"] = n(cnn.proj_bias)
+    if cnn.word_proj is not None:
+        data["word_proj"] = n(cnn.word_proj)
     for layer, lw in enumerate(weights.lstm):
         for r in range(2):
             prefix = LSTM_PREFIX.format(r=r, layer=layer)

@@ -31,6 +31,25 @@ class ElmoOptions:
     activation: str = "relu"
     n_characters: int = 262
     max_characters_per_token: int = 50
+    lexicon_file: str | None = None
+    """A character lexicon (:mod:`elmo_fast.reference.lexicon_ids`) in place of bilm-tf's byte ids:
+    set for converted ELMoForManyLangs models (``options.json`` section ``vocabulary``)."""
+    n_words: int = 0
+    """Rows of the word table ``word_proj`` ``(n_words, P)`` added to the token embedding (0: none);
+    its ids then travel as a 51st slot after the 50 character ids."""
+    bos_ids: tuple[int, ...] | None = None
+    eos_ids: tuple[int, ...] | None = None
+    """The ids of the sentence-boundary tokens (None: bilm-tf's ``<S>`` / ``</S>``)."""
+
+    @property
+    def id_width(self) -> int:
+        """Ids per token: 50 character slots, plus the word id when the model has a word table."""
+        return self.max_characters_per_token + (1 if self.n_words else 0)
+
+    @property
+    def char_rows(self) -> int:
+        """Rows of ``char_embed`` in the weight file (id 0, padding, is not stored)."""
+        return self.n_characters - 1 if self.lexicon_file else N_CHAR_ROWS - 1
 
     @property
     def n_filters(self) -> int:
@@ -44,7 +63,7 @@ class ElmoOptions:
 
     def to_json_dict(self) -> dict:
         """The ``options.json`` content for these options."""
-        return {
+        out = {
             "lstm": {
                 "use_skip_connections": self.use_skip_connections,
                 "projection_dim": self.projection_dim,
@@ -62,6 +81,15 @@ class ElmoOptions:
                 "max_characters_per_token": self.max_characters_per_token,
             },
         }
+        if self.lexicon_file:
+            out["vocabulary"] = {
+                "type": "lexicon",
+                "file": Path(self.lexicon_file).name,
+                "n_words": self.n_words,
+                "bos_ids": list(self.bos_ids or ()),
+                "eos_ids": list(self.eos_ids or ()),
+            }
+        return out
 
     @classmethod
     def from_json_dict(cls, data: dict, source: str = "<options>") -> ElmoOptions:
@@ -107,7 +135,8 @@ class ElmoOptions:
         if any(w > max_chars for w, _ in filters):
             raise WeightFileError(f"{source}: a filter is wider than max_characters_per_token={max_chars}: {raw_filters!r}")
         n_characters = positive_int(get("char_cnn", "n_characters", 262, required=False), "char_cnn.n_characters")
-        if n_characters not in (261, 262):
+        vocabulary = _vocabulary(data.get("vocabulary"), source, n_characters)
+        if n_characters not in (261, 262) and not vocabulary:
             raise WeightFileError(f"{source}: char_cnn.n_characters={n_characters} is unsupported (must be 261 or 262)")
         activation = get("char_cnn", "activation", "relu", required=False)
         if activation not in ("relu", "tanh"):
@@ -131,7 +160,33 @@ class ElmoOptions:
             activation=activation,
             n_characters=n_characters,
             max_characters_per_token=max_chars,
+            **vocabulary,
         )
+
+
+def _vocabulary(block, source: str, n_characters: int) -> dict:
+    """The ``vocabulary`` section of ``options.json`` as :class:`ElmoOptions` fields ({} when absent)."""
+    if block is None:
+        return {}
+    if not isinstance(block, dict) or block.get("type") != "lexicon" or not isinstance(block.get("file"), str):
+        raise WeightFileError(f"{source}: vocabulary must be {{\"type\": \"lexicon\", \"file\": ...}}, got {block!r}")
+    n_words = block.get("n_words", 0)
+    if isinstance(n_words, bool) or not isinstance(n_words, int) or n_words < 0:
+        raise WeightFileError(f"{source}: vocabulary.n_words must be a non-negative integer, got {n_words!r}")
+    width = 50 + (1 if n_words else 0)
+    ids = {}
+    for key in ("bos_ids", "eos_ids"):
+        value = block.get(key)
+        if not isinstance(value, list) or len(value) != width or not all(isinstance(v, int) and v >= 0 for v in value):
+            raise WeightFileError(f"{source}: vocabulary.{key} must be {width} non-negative integers, got {value!r}")
+        if max(value[:50]) >= n_characters or (n_words and value[50] >= n_words):
+            raise WeightFileError(f"{source}: vocabulary.{key} has an id outside the tables: {value!r}")
+        ids[key] = tuple(value)
+    base = Path(source).parent if source != "<options>" else Path(".")
+    lexicon = base / block["file"]
+    if not lexicon.is_file():
+        raise WeightFileError(f"{source}: the character lexicon {lexicon} named by vocabulary.file is missing")
+    return {"lexicon_file": str(lexicon), "n_words": n_words, **ids}
 
 
 def load_options(path: PathLike) -> ElmoOptions:

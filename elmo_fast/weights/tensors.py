@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from elmo_fast.weights.options import N_CHAR_ROWS, ElmoOptions
+from elmo_fast.weights.options import ElmoOptions
 
 LSTM_PREFIX = "RNN_{r}/RNN/MultiRNNCell/Cell{layer}/LSTMCell/"
 
@@ -32,6 +32,9 @@ class CharCNNWeights:
     highway: list[HighwayWeights]
     proj_weight: torch.Tensor
     proj_bias: torch.Tensor
+    word_proj: torch.Tensor | None = None
+    """``(n_words, P)``: a word-embedding table already multiplied by its share of the projection
+    (ELMoForManyLangs' word embeddings), added to the projected char-CNN output."""
 
 
 @dataclass
@@ -67,6 +70,8 @@ class ElmoWeights:
                 out[f"highway_{k}_{name}"] = t
         out["proj_weight"] = self.char_cnn.proj_weight
         out["proj_bias"] = self.char_cnn.proj_bias
+        if self.char_cnn.word_proj is not None:
+            out["word_proj"] = self.char_cnn.word_proj
         for layer, lw in enumerate(self.lstm):
             for name in ("w_ih", "w_hh", "bias", "w_proj"):
                 out[f"lstm_{layer}_{name}"] = getattr(lw, name)
@@ -85,6 +90,7 @@ class ElmoWeights:
             ],
             proj_weight=t["proj_weight"],
             proj_bias=t["proj_bias"],
+            word_proj=t.get("word_proj"),
         )
         lstm = [
             LstmLayerWeights(*(t[f"lstm_{layer}_{n}"] for n in ("w_ih", "w_hh", "bias", "w_proj")))
@@ -96,7 +102,9 @@ class ElmoWeights:
 def expected_shapes(options: ElmoOptions) -> dict[str, tuple[int, ...]]:
     """Every dataset of the bilm-tf weight file and its shape under ``options``."""
     d, f, p, c = options.char_embed_dim, options.n_filters, options.projection_dim, options.cell_dim
-    shapes: dict[str, tuple[int, ...]] = {"char_embed": (N_CHAR_ROWS - 1, d)}
+    shapes: dict[str, tuple[int, ...]] = {"char_embed": (options.char_rows, d)}
+    if options.n_words:
+        shapes["word_proj"] = (options.n_words, p)
     for i, (width, num) in enumerate(options.filters):
         shapes[f"CNN/W_cnn_{i}"] = (1, width, d, num)
         shapes[f"CNN/b_cnn_{i}"] = (num,)
