@@ -54,6 +54,13 @@ DEFAULT_CUDA_ARCH_FLAGS = [
 ]
 
 
+# nvcc's accurate defaults, spelled out: the float32 path is checked against a float64 truth
+# (tests/test_float64_accuracy.py), so never nvcc's approximate-math switch (it turns expf/tanhf
+# into approximations and flushes denormals); tests/test_cuda_compile.py compiles with these flags
+# and checks that setup.py keeps them.
+NVCC_ACCURACY_FLAGS = ["--ftz=false", "--prec-div=true", "--prec-sqrt=true"]
+
+
 def cuda_extensions() -> list:
     """``elmo_fast._C_cuda`` when it can be built here (CUDA build of torch + nvcc), else ``[]``.
 
@@ -82,7 +89,7 @@ def cuda_extensions() -> list:
     extension = CUDAExtension(
         "elmo_fast._C_cuda",
         CUDA_SOURCES,
-        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "-std=c++17", *arch_flags]},
+        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "-std=c++17", *NVCC_ACCURACY_FLAGS, *arch_flags]},
     )
     extension.optional = not required
     return [extension]

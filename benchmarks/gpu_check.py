@@ -90,6 +90,9 @@ def parity(args: argparse.Namespace) -> dict:
     from elmo_fast.modules import BiLm
     from elmo_fast.weights import CONFIGS, ElmoOptions, random_weights
 
+    # The fp32 reference is the truth only without TF32 (cuBLAS/cuDNN would round its inputs to 10 bits).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     tiny = ElmoOptions(projection_dim=16, cell_dim=32, filters=((1, 4), (2, 8), (3, 16)), n_highway=1, char_embed_dim=4)
     configs = {**CONFIGS, "tiny": tiny}
     device = torch.device(args.device)
@@ -98,6 +101,7 @@ def parity(args: argparse.Namespace) -> dict:
     tokens = int((ids > 0).any(-1).sum())
     record = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "config": args.config,
               "batch": args.batch, "tokens": tokens, "torch": torch.__version__, "limits": LIMITS,
+              "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32},
               "metrics": "rel_error = max over layers ||out - ref||_F / ||ref||_F; max_elem_rel_error = max over "
                          "layers max|out - ref| / max|ref|; target: fp32 both <= 1e-5, bf16 rel_error <= 1e-2",
               "variants": []}

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .utils import block, dot_flags, interpreting
+from .utils import block, dot_flags, interpreting, tanh_f32
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "tanh")
 
@@ -71,7 +71,7 @@ def char_cnn_fwd_kernel(
     if ACTIVATION == "relu":
         b_y = tl.maximum(b_y, 0)
     else:
-        b_y = 2 / (1 + tl.exp(-2 * b_y)) - 1
+        b_y = tanh_f32(b_y)
     o_rows = i_n * BN + tl.arange(0, BN)
     tl.store(y + o_rows[:, None] * F + o_f[None, :], b_y.to(y.dtype.element_ty), mask=(o_rows < N)[:, None] & m_f[None, :])
 

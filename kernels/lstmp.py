@@ -27,7 +27,7 @@ import triton.language as tl
 
 from elmo_fast.ops.registry import WEIGHT_CACHE
 
-from .utils import block, dot_flags
+from .utils import block, dot_flags, tanh_f32
 
 
 @triton.heuristics({
@@ -117,11 +117,11 @@ def lstmp_fwd_cell_kernel(
             b_c = tl.zeros([BB, BC], dtype=tl.float32)
     else:
         b_c = tl.load(c + o_cell, mask=m_rows, other=0)
-    # sigmoid(z) = 1 / (1 + exp(-z)), tanh(z) = 2 sigmoid(2z) - 1, written out (see kernels/utils.py)
-    b_cn = b_c / (1 + tl.exp(-b_f)) + (2 / (1 + tl.exp(-2 * b_j)) - 1) / (1 + tl.exp(-b_i))
+    # sigmoid(z) = 1 / (1 + exp(-z)) written out; tanh_f32 accurate near 0 (see kernels/utils.py)
+    b_cn = b_c / (1 + tl.exp(-b_f)) + tanh_f32(b_j) / (1 + tl.exp(-b_i))
     if USE_CELL_CLIP:
         b_cn = tl.minimum(tl.maximum(b_cn, -cell_clip), cell_clip)
-    b_a = (2 / (1 + tl.exp(-2 * b_cn)) - 1) / (1 + tl.exp(-b_o))
+    b_a = tanh_f32(b_cn) / (1 + tl.exp(-b_o))
     tl.store(a + o_cell, b_a.to(a.dtype.element_ty), mask=m_bc)
     # inactive rows keep their cell; step 0 writes every row so that later steps can read it
     b_cn = tl.where(b_active[:, None], b_cn, b_c)

@@ -3,8 +3,9 @@
 Kernels call no ``@triton.jit`` helper functions in their loops, ``tl.sigmoid`` included: the
 interpreter re-patches the language module on every such call (milliseconds each), which made the
 CPU tests several times slower. sigmoid is written out as ``1 / (1 + exp(-z))`` (what
-``tl.sigmoid`` computes) and tanh as ``2 sigmoid(2z) - 1`` (absolute error ~1e-7 in float32),
-because libdevice's tanh does not exist in the interpreter.
+``tl.sigmoid`` computes). tanh is the one helper, :func:`tanh_f32` (called twice per LSTM step),
+because libdevice's tanh does not exist in the interpreter and the short form
+``2 sigmoid(2z) - 1`` loses relative accuracy near 0 (its error is ~1e-7 absolute however small z is).
 """
 from __future__ import annotations
 
@@ -43,3 +44,15 @@ def block(n: int, lo: int = 16, hi: int = 128) -> int:
     """A power-of-two block size for a dimension of ``n``: at least ``lo`` (tl.dot needs 16), at most ``hi``."""
     return max(lo, min(hi, triton.next_power_of_2(max(n, 1))))
 
+
+
+@triton.jit
+def tanh_f32(z):
+    """tanh with small relative error over the whole range, in float32 (the split of Cephes' tanhf,
+    as in ``csrc/cpu/vec.h``): ``z + z^3 P(z^2)`` for ``|z| < 0.625``, else
+    ``sign(z) (1 - 2 / (exp(2|z|) + 1))``. The same formula runs under the interpreter and on a GPU."""
+    b_z = tl.abs(z)
+    b_s = b_z * b_z
+    b_p = (((-5.70498872745e-3 * b_s + 2.06390887954e-2) * b_s - 5.37397155531e-2) * b_s + 1.33314422036e-1) * b_s - 3.33332819422e-1
+    b_t = tl.where(b_z < 0.625, b_p * b_s * b_z + b_z, 1 - 2 / (tl.exp(2 * b_z) + 1))
+    return tl.where(z < 0, -b_t, b_t)

@@ -1,13 +1,16 @@
 """How far do ``state="zero"`` and ``state="warm"`` vectors land from AllenNLP's ``carry`` vectors?
 
     python scripts/state_drift.py [--options F --weights F] [--warmup 200] [--sentences 300]
+    python scripts/state_drift.py --table docs/results/state-drift/state_drift.json
 
 A ``carry`` model first reads ``--warmup`` sentences one at a time (a long warm-up, as in a real
 stateful pipeline), then keeps reading test sentences; each test sentence is also embedded with
 ``zero`` and ``warm``. For every token position (counted from the sentence start) the script reports
 the mean relative distance ``|v - v_carry| / |v_carry|`` of the top layer (layer 2) and of layer 1,
 writes JSON and a PNG plot to ``--out-dir``. Text: WordNet's example sentences (held out of the
-default model's training), falling back to the built-in warm-up text repeated.
+default model's training), falling back to the built-in warm-up text repeated. Both forms print the
+README's table (positions 1, 5, 10, 15, 20), the ratio of ``warm``'s distance to ``zero``'s and the
+number of sentences that reach each position; ``--table`` prints them from a JSON already written.
 """
 from __future__ import annotations
 
@@ -34,6 +37,24 @@ def sentences_for_drift(count: int, seed: int = 0) -> list[list[str]]:
         return [WARMUP_TEXT[i % len(WARMUP_TEXT)].split() for i in range(count)]
 
 
+TABLE_POSITIONS: tuple[int, ...] = (1, 5, 10, 15, 20)
+
+
+def print_table(report: dict) -> None:
+    """The README's table from a report: distances at TABLE_POSITIONS, warm/zero ratios, coverage."""
+    curves, counts = report["mean_relative_distance_to_carry"], report["tokens_per_position"]
+    positions = [p for p in TABLE_POSITIONS if p <= len(counts)]
+    print("| position in sentence | " + " | ".join(str(p) for p in positions) + " |")
+    print("|---" * (len(positions) + 1) + "|")
+    for mode in ("zero", "warm"):
+        for layer in (1, 2):
+            values = curves[f"{mode}_layer{layer}"]
+            print(f"| `{mode}`, layer {layer} | " + " | ".join(f"{values[p - 1]:.2f}" for p in positions) + " |")
+    ratios = [curves[f"warm_layer{layer}"][i] / curves[f"zero_layer{layer}"][i] for layer in (1, 2) for i in range(len(counts))]
+    print(f"warm / zero distance, every position and layer: {min(ratios):.2f} to {max(ratios):.2f}")
+    print("sentences reaching each position: " + ", ".join(f"{i + 1}: {c}" for i, c in enumerate(counts)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--options")
@@ -42,7 +63,11 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=300)
     parser.add_argument("--positions", type=int, default=20)
     parser.add_argument("--out-dir", type=Path, default=Path("docs"))
+    parser.add_argument("--table", type=Path, help="only print the tables of this state_drift.json")
     args = parser.parse_args()
+    if args.table:
+        print_table(json.loads(args.table.read_text()))
+        return
 
     text = sentences_for_drift(args.warmup + args.sentences)
     models = {mode: ElmoEmbedder(args.options, args.weights, state=mode) for mode in ("carry", "zero", "warm")}
@@ -69,7 +94,7 @@ def main() -> None:
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "state_drift.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps({k: [v[0], v[4], v[9], v[-1]] for k, v in curves.items()}, indent=1), "(positions 1, 5, 10, last)")
+    print_table(report)
     try:
         import matplotlib
 

@@ -12,6 +12,12 @@ if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# Every comparison with a float32 or float64 reference on a GPU needs TF32 off: with it, cuBLAS and
+# cuDNN round float32 inputs to 10 mantissa bits and the reference stops being the truth.
+from utils import no_tf32  # noqa: E402
+
+no_tf32()
+
 # The test shapes are tiny: one intra-op thread is fastest, and it keeps a loaded machine from
 # stalling in OpenMP barriers (measured 100x slower with 2 threads while other jobs ran).
 # Tests that exercise threading set their own count.

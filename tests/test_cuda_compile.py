@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CU_FILES = sorted((ROOT / "csrc").rglob("*.cu"))
 GLUE_FILES = sorted((ROOT / "csrc" / "cuda").glob("*.cpp"))
 COMPILE_TIMEOUT_S = 300
+# setup.py's accurate-math nvcc flags (kept equal by test_setup_builds_without_fast_math)
+NVCC_ACCURACY_FLAGS = ["--ftz=false", "--prec-div=true", "--prec-sqrt=true"]
 
 
 def _nvcc() -> str | None:
@@ -70,7 +72,7 @@ def compilations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Path
         if nvcc is None:
             started[source] = pytest.skip.Exception("nvcc is not on PATH and /usr/local/cuda/bin/nvcc does not exist")
             continue
-        cmd = [nvcc, "-std=c++17", "-arch=sm_90a", "-c", str(source), "-o", str(out / f"{source.stem}.o")]
+        cmd = [nvcc, "-std=c++17", *NVCC_ACCURACY_FLAGS, "-arch=sm_90a", "-c", str(source), "-o", str(out / f"{source.stem}.o")]
         started[source] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for source in GLUE_FILES:
         try:
@@ -96,6 +98,14 @@ def _check(compilations: dict[Path, object], source: Path) -> None:
         proc.kill()
         output, _ = proc.communicate()
     assert proc.returncode == 0, f"{' '.join(proc.args)}\nexit status {proc.returncode}\n{output}"
+
+
+def test_setup_builds_without_fast_math():
+    """setup.py passes nvcc the accurate-math flags this file compiles with, and never --use_fast_math."""
+    text = (ROOT / "setup.py").read_text()
+    assert "fast_math" not in text and "fast-math" not in text
+    assert "*NVCC_ACCURACY_FLAGS" in text
+    assert f"NVCC_ACCURACY_FLAGS = {NVCC_ACCURACY_FLAGS!r}".replace("'", '"') in text
 
 
 def test_sources_exist():

@@ -48,6 +48,13 @@ TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
 }
 
 
+def no_tf32() -> None:
+    """Switch TF32 off for CUDA matrix products and convolutions (tests/conftest.py does it for every
+    test): float32 references and kernels then compute in float32, not with 10-bit inputs."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
 def assert_close(actual, expected, dtype: torch.dtype = torch.float32, what: str = "") -> None:
     """Max-abs plus relative comparison with a NaN check, tolerances from :data:`TOLERANCES`."""
     atol, rtol = TOLERANCES[dtype]

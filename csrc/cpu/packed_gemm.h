@@ -7,8 +7,9 @@
 // ([32, 512] x [512, 16384]) that copy was 40% of the GEMM time in a profile, and for one row it
 // turned into strided reads. Packing once at load removes both.
 //
-// Every output element is one accumulation over k in order, whatever the row grouping: a row's
-// result does not depend on the other rows of the call.
+// Every output element is one accumulation over k in a fixed order (blocks of kDepthBlock, each
+// summed from zero, then added in order), whatever the row grouping: a row's result does not depend
+// on the other rows of the call.
 //
 // Panels hold float32, or for reduced-precision weight storage bf16 (converted exactly to float32 as
 // they are loaded) or int8 with one float32 scale per column (applied to the finished sums). The
@@ -42,6 +43,12 @@ namespace elmo_fast::cpu {
 
 constexpr int64_t kPanel = 16;
 constexpr int kMaxRows = 6;
+// Depth of one partial sum: every kernel sums k in blocks of kDepthBlock terms, each block from zero
+// in registers, and adds the block sums in order. NOTE: one running sum over k = 4096 (the original
+// model's projection) had 3x the root-mean-square error against float64 of torch's matmul (whose
+// GEMM also sums in blocks); with blocks of 128 it is below torch's (benchmarks/accuracy.py --wide,
+// results/accuracy_*.json). The result of a row still does not depend on the other rows.
+constexpr int64_t kDepthBlock = 128;
 
 inline int64_t round_up(int64_t n, int64_t m) {
   return (n + m - 1) / m * m;
@@ -154,17 +161,24 @@ template <int R, typename W>
 void panel_kernel_generic(const float* a, int64_t lda, const W* panel, const float* scale, int64_t k, float* c, int64_t ldc) {
   vfloat acc[R][2] = {};
   float row[kPanel];
-  for (int64_t p = 0; p < k; ++p) {
-    for (int64_t q = 0; q < kPanel; ++q) {
-      row[q] = to_float(panel[p * kPanel + q]);
-    }
-    const vfloat b0 = vload(row);
-    const vfloat b1 = vload(row + kLanes);
+  for (int64_t p0 = 0; p0 < k; p0 += kDepthBlock) {
+    vfloat blk[R][2] = {};
+    for (int64_t p = p0; p < std::min(k, p0 + kDepthBlock); ++p) {
+      for (int64_t q = 0; q < kPanel; ++q) {
+        row[q] = to_float(panel[p * kPanel + q]);
+      }
+      const vfloat b0 = vload(row);
+      const vfloat b1 = vload(row + kLanes);
 #pragma GCC unroll 6
+      for (int r = 0; r < R; ++r) {
+        const vfloat av = vsplat(a[r * lda + p]);
+        blk[r][0] += av * b0;
+        blk[r][1] += av * b1;
+      }
+    }
     for (int r = 0; r < R; ++r) {
-      const vfloat av = vsplat(a[r * lda + p]);
-      acc[r][0] += av * b0;
-      acc[r][1] += av * b1;
+      acc[r][0] += blk[r][0];
+      acc[r][1] += blk[r][1];
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -228,17 +242,36 @@ ELMO_FAST_AVX2 void panel_kernel_avx2(
       acc[r][q][1] = _mm256_setzero_ps();
     }
   }
-  for (int64_t p = 0; p < k; ++p) {
-    prefetch_tick(prefetch, countdown, every, burst);
-#pragma GCC unroll 4
-    for (int q = 0; q < NP; ++q) {
-      __m256 b0, b1;
-      load_row(panel + q * stride + p * kPanel, b0, b1);
+  for (int64_t p0 = 0; p0 < k; p0 += kDepthBlock) {
+    __m256 blk[R][NP][2];
 #pragma GCC unroll 6
-      for (int r = 0; r < R; ++r) {
-        const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
-        acc[r][q][0] = _mm256_fmadd_ps(av, b0, acc[r][q][0]);
-        acc[r][q][1] = _mm256_fmadd_ps(av, b1, acc[r][q][1]);
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+      for (int q = 0; q < NP; ++q) {
+        blk[r][q][0] = _mm256_setzero_ps();
+        blk[r][q][1] = _mm256_setzero_ps();
+      }
+    }
+    for (int64_t p = p0; p < std::min(k, p0 + kDepthBlock); ++p) {
+      prefetch_tick(prefetch, countdown, every, burst);
+#pragma GCC unroll 4
+      for (int q = 0; q < NP; ++q) {
+        __m256 b0, b1;
+        load_row(panel + q * stride + p * kPanel, b0, b1);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; ++r) {
+          const __m256 av = _mm256_broadcast_ss(a + r * lda + p);
+          blk[r][q][0] = _mm256_fmadd_ps(av, b0, blk[r][q][0]);
+          blk[r][q][1] = _mm256_fmadd_ps(av, b1, blk[r][q][1]);
+        }
+      }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+      for (int q = 0; q < NP; ++q) {
+        acc[r][q][0] = _mm256_add_ps(acc[r][q][0], blk[r][q][0]);
+        acc[r][q][1] = _mm256_add_ps(acc[r][q][1], blk[r][q][1]);
       }
     }
   }
@@ -298,19 +331,36 @@ ELMO_FAST_AVX512 void panel_kernel_avx512(
       acc[r][q] = _mm512_setzero_ps();
     }
   }
-  for (int64_t p = 0; p < k; ++p) {
-    prefetch_tick(prefetch, countdown, every, burst);
-    __m512 b[NP];
+  for (int64_t p0 = 0; p0 < k; p0 += kDepthBlock) {
+    __m512 blk[R][NP];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
-    for (int q = 0; q < NP; ++q) {
-      b[q] = load_row512(panel + q * stride + p * kPanel);
+      for (int q = 0; q < NP; ++q) {
+        blk[r][q] = _mm512_setzero_ps();
+      }
+    }
+    for (int64_t p = p0; p < std::min(k, p0 + kDepthBlock); ++p) {
+      prefetch_tick(prefetch, countdown, every, burst);
+      __m512 b[NP];
+#pragma GCC unroll 4
+      for (int q = 0; q < NP; ++q) {
+        b[q] = load_row512(panel + q * stride + p * kPanel);
+      }
+#pragma GCC unroll 6
+      for (int r = 0; r < R; ++r) {
+        const __m512 av = _mm512_set1_ps(a[r * lda + p]);
+#pragma GCC unroll 4
+        for (int q = 0; q < NP; ++q) {
+          blk[r][q] = _mm512_fmadd_ps(av, b[q], blk[r][q]);
+        }
+      }
     }
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r * lda + p]);
 #pragma GCC unroll 4
       for (int q = 0; q < NP; ++q) {
-        acc[r][q] = _mm512_fmadd_ps(av, b[q], acc[r][q]);
+        acc[r][q] = _mm512_add_ps(acc[r][q], blk[r][q]);
       }
     }
   }

@@ -8,7 +8,10 @@
 // the backward one the row's own position length - 1 - s; an inactive row writes 0 at position s,
 // so each of the T positions is written exactly once and the host needs no lengths.
 // Products are plain float32 FMAs in a fixed order (no tensor cores), so float32 results do not
-// depend on TF32 settings.
+// depend on TF32 settings. Each kChunk slice of a product is summed from zero and then added to the
+// running sum: one running sum over the original model's 4096 cells has about 3x the float32 error
+// of a blocked sum (measured on the CPU kernels, whose order this mirrors: benchmarks/accuracy.py).
+// Transcendentals are expf/tanhf (lstmp_common.cuh); setup.py builds without --use_fast_math.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -93,6 +96,8 @@ lstmp_step_cell_kernel(const LstmpParams params, const int s, const float *__res
             __syncthreads();
             if (i_c < C) {
                 const int k_end = min(kChunk, P - k0);
+                // each chunk's sum starts from zero and is then added (see the file comment)
+                float part[kRows][4] = {};
                 for (int kk = 0; kk < k_end; ++kk) {
                     const elem_t *p_w = w_hh + int64_t(k0 + kk) * 4 * C + i_c;
                     const float w_i = to_float(p_w[0]), w_j = to_float(p_w[C]);
@@ -100,11 +105,16 @@ lstmp_step_cell_kernel(const LstmpParams params, const int s, const float *__res
                     #pragma unroll
                     for (int r = 0; r < kRows; ++r) {
                         const float h = s_h[r][kk];
-                        acc[r][0] += h * w_i;
-                        acc[r][1] += h * w_j;
-                        acc[r][2] += h * w_f;
-                        acc[r][3] += h * w_o;
+                        part[r][0] += h * w_i;
+                        part[r][1] += h * w_j;
+                        part[r][2] += h * w_f;
+                        part[r][3] += h * w_o;
                     }
+                }
+                #pragma unroll
+                for (int r = 0; r < kRows; ++r) {
+                    #pragma unroll
+                    for (int g = 0; g < 4; ++g) { acc[r][g] += part[r][g]; }
                 }
             }
             __syncthreads();
@@ -180,11 +190,14 @@ lstmp_step_proj_kernel(const LstmpParams params, const int s, float *__restrict_
             __syncthreads();
             if (i_p < P) {
                 const int k_end = min(kChunk, C - k0);
+                float part[kRows] = {};
                 for (int kk = 0; kk < k_end; ++kk) {
                     const float w = to_float(w_proj[int64_t(k0 + kk) * P + i_p]);
                     #pragma unroll
-                    for (int r = 0; r < kRows; ++r) { acc[r] += s_a[r][kk] * w; }
+                    for (int r = 0; r < kRows; ++r) { part[r] += s_a[r][kk] * w; }
                 }
+                #pragma unroll
+                for (int r = 0; r < kRows; ++r) { acc[r] += part[r]; }
             }
             __syncthreads();
         }
