@@ -119,6 +119,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from elmo_fast.train.cli import add_train_commands
 
     add_train_commands(sub)
+    from elmo_fast.export.cli import add_export_commands
+
+    add_export_commands(sub)
     return parser
 
 
