@@ -4,7 +4,7 @@
 ONNX (``pip install 'elmo_fast[onnx]'``), :func:`onnx_session` + :func:`run_onnx` run the file in
 ONNX Runtime. ``torch.compile`` needs none of this: compile ``Elmo(..., state="zero")`` itself.
 """
-from elmo_fast.export.graph import EmbeddingsGraph, lstmp_scan, token_encoder_graph
+from elmo_fast.export.graph import EmbeddingsGraph
 from elmo_fast.export.onnx import OnnxUnavailable, check_onnx, export_onnx, model_weights, onnx_session, run_onnx
 
 __all__ = [
@@ -12,9 +12,7 @@ __all__ = [
     "OnnxUnavailable",
     "check_onnx",
     "export_onnx",
-    "lstmp_scan",
     "model_weights",
     "onnx_session",
     "run_onnx",
-    "token_encoder_graph",
 ]
