@@ -90,7 +90,14 @@ class PackedWeights:
         self._entries: dict[tuple[int, str], tuple[tuple, Any]] = {}
 
     def get(self, weight: torch.Tensor, kind: str, pack: Callable[[torch.Tensor], T]) -> T:
-        """The packed form ``pack(weight)``, from the cache when ``weight`` is unchanged."""
+        """The packed form ``pack(weight)``, from the cache when ``weight`` is unchanged.
+
+        Under a tracer (``torch.compile``, ``torch.export``) the packing becomes part of the graph
+        (every call packs, unless the compiler folds it, e.g. inductor with ``freezing``): the cache's
+        identity and version checks are Python state a graph cannot hold.
+        """
+        if torch.compiler.is_compiling():
+            return pack(weight.detach())
         key = (id(weight), kind)
         stamp = weight_stamp(weight)
         entry = self._entries.get(key)
