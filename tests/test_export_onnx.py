@@ -73,3 +73,13 @@ def test_cli_refuses_existing_output_and_half_a_model(exported, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["export-onnx", str(exported) + ".new", "--options", str(FIXTURE_OPTIONS)]) == 2
     assert "both" in capsys.readouterr().err
+
+
+def test_default_model_is_the_bundled_one():
+    from elmo_fast.default_model import default_model_files
+    from elmo_fast.export import model_weights
+    from elmo_fast.weights import load_options
+
+    assert model_weights().options == load_options(default_model_files()[0])
+    with pytest.raises(ValueError, match="both"):
+        model_weights(FIXTURE_OPTIONS, None)

@@ -60,6 +60,29 @@ def _cell(
     return h_new, c_new
 
 
+def _start(
+    x: torch.Tensor, lengths: torch.Tensor, w_proj: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None, residual: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Checks and initial values of a layer: ``(xs, lengths, h, c, order)``.
+
+    ``xs`` is ``x`` with the backward direction in reading order (row b's position s holds its token
+    ``len_b - 1 - s``; ``order`` is that index, its own inverse), ``lengths`` int64, ``h``/``c`` the
+    initial state (zeros when None).
+    """
+    num_dirs, batch, width, _ = x.shape
+    cell, proj = w_proj.shape[1], w_proj.shape[2]
+    if residual and x.shape[-1] != proj:
+        raise ValueError(f"residual needs input width {x.shape[-1]} == projection width {proj}")
+    lengths = lengths.to(device=x.device, dtype=torch.int64)
+    h = x.new_zeros(num_dirs, batch, proj) if h0 is None else h0.to(x.dtype)
+    c = x.new_zeros(num_dirs, batch, cell) if c0 is None else c0.to(x.dtype)
+    order = reverse_within_lengths(lengths, width)
+    xs = list(x.unbind(0))
+    if num_dirs > 1:
+        xs[1] = torch.gather(xs[1], 1, order.unsqueeze(-1).expand(batch, width, x.shape[-1]))
+    return torch.stack(xs), lengths, h, c, order
+
+
 def lstmp_ref(
     x: torch.Tensor,
     lengths: torch.Tensor,
@@ -83,21 +106,8 @@ def lstmp_ref(
     if torch.compiler.is_compiling():
         return lstmp_scan(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
     num_dirs, batch, width, _ = x.shape
-    cell = w_proj.shape[1]
     proj = w_proj.shape[2]
-    if residual and x.shape[-1] != proj:
-        raise ValueError(f"residual needs input width {x.shape[-1]} == projection width {proj}")
-    lengths = lengths.to(device=x.device, dtype=torch.int64)
-    h = x.new_zeros(num_dirs, batch, proj) if h0 is None else h0.to(x.dtype)
-    c = x.new_zeros(num_dirs, batch, cell) if c0 is None else c0.to(x.dtype)
-
-    # Put the backward direction in reading order: row b's position s is its token len_b - 1 - s.
-    order = reverse_within_lengths(lengths, width)
-    gather_index = order.unsqueeze(-1).expand(batch, width, x.shape[-1])
-    xs = list(x.unbind(0))
-    if num_dirs > 1:
-        xs[1] = torch.gather(xs[1], 1, gather_index)
-    xs = torch.stack(xs)
+    xs, lengths, h, c, order = _start(x, lengths, w_proj, h0, c0, residual)
 
     out = x.new_zeros(num_dirs, batch, width, proj)
     steps = min(int(lengths.max()) if batch else 0, width)
@@ -144,16 +154,8 @@ def lstmp_scan(
     compiles its body on first use, so eager code calls :func:`lstmp_ref`.
     """
     num_dirs, batch, width, _ = x.shape
-    cell, proj = w_proj.shape[1], w_proj.shape[2]
-    if residual and x.shape[-1] != proj:
-        raise ValueError(f"residual needs input width {x.shape[-1]} == projection width {proj}")
-    lengths = lengths.to(device=x.device, dtype=torch.int64)
-    h = x.new_zeros(num_dirs, batch, proj) if h0 is None else h0.to(x.dtype)
-    c = x.new_zeros(num_dirs, batch, cell) if c0 is None else c0.to(x.dtype)
-    order = reverse_within_lengths(lengths, width)
-    if num_dirs > 1:
-        backward = torch.gather(x[1], 1, order.unsqueeze(-1).expand(batch, width, x.shape[-1]))
-        x = torch.cat((x[:1], backward.unsqueeze(0)))
+    proj = w_proj.shape[2]
+    x, lengths, h, c, order = _start(x, lengths, w_proj, h0, c0, residual)
     # [T, D, B, 4C]: the input products of every position at once
     gates_x = (torch.matmul(x, w_ih.unsqueeze(1)) + bias[:, None, None, :]).permute(2, 0, 1, 3)
     # [T, B]
