@@ -72,8 +72,13 @@ def onnx_output(session, batch: int) -> torch.Tensor:
     return run_onnx(session, batch_to_ids(cases.sentences(batch)))[0].double()
 
 
-def compiled_embedder(files: tuple[Path, Path], backend: str, device: torch.device) -> ElmoEmbedder:
-    """An embedder as :func:`cases.load_embedder` makes it, its biLM compiled with ``fullgraph=True``."""
+def compiled_embedder(files: tuple[Path, Path], backend: str, device: torch.device, freezing: bool = False) -> ElmoEmbedder:
+    """An embedder as :func:`cases.load_embedder` makes it, its biLM compiled with ``fullgraph=True``.
+
+    ``freezing``: inductor's ``freezing`` option, which treats the (frozen) weights as constants, so
+    the packing of the ``cpp`` ops' weights is folded at compile time instead of run in every call.
+    """
     embedder = cases.load_embedder(files, backend, device)
-    embedder.elmo_bilm = torch.compile(embedder.elmo_bilm, fullgraph=True, dynamic=False)
+    options = {"freezing": True} if freezing else None
+    embedder.elmo_bilm = torch.compile(embedder.elmo_bilm, fullgraph=True, dynamic=False, options=options)
     return embedder

@@ -204,6 +204,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a sub-minute smoke run: small config, few repeats")
     parser.add_argument("--onnx", action="store_true", help="add embed rows for ONNX Runtime (CPU; pip install 'elmo_fast[onnx]')")
     parser.add_argument("--compile", action="store_true", help="add embed rows for each backend under torch.compile(fullgraph=True)")
+    parser.add_argument(
+        "--freezing",
+        action="store_true",
+        help="--compile rows with inductor's freezing (weights as constants: the cpp ops' packed weights are folded once)",
+    )
     args = parser.parse_args(argv)
     args.configs = args.configs or (["small"] if args.quick else ["small", "original"])
     args.batches = args.batches or [1, 8, 32]
@@ -336,9 +341,9 @@ def deploy_rows(config, batch, args, variants, embedders, files, device, workdir
         for backend in dict.fromkeys(v[0] for v in variants):
             key = (config, backend)
             if key not in COMPILED:
-                COMPILED[key] = deploy_cases.compiled_embedder(files, backend, device)
+                COMPILED[key] = deploy_cases.compiled_embedder(files, backend, device, freezing=args.freezing)
             compiled = COMPILED[key]
-            measure("embed", f"{backend}+compile", "fp32", "float32", lambda: cases.setup_embed(compiled, batch),
+            measure("embed", f"{backend}+compile{'+freezing' if args.freezing else ''}", "fp32", "float32", lambda: cases.setup_embed(compiled, batch),
                     lambda: errors(cases.embed_output(compiled, batch)))
 
 
@@ -412,7 +417,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "lstm": "elmo_fast.ops.lstmp over every biLSTM layer on random inputs of the same shapes",
                 "onnxruntime": "embed through the elmo-fast export-onnx graph in an ONNX Runtime CPU session "
                                "(intra-op threads = torch threads): batch_to_ids + session.run",
-                "+compile": "embed with the biLM under torch.compile(fullgraph=True), inductor; compiled in the warm-up",
+                "+compile": "embed with the biLM under torch.compile(fullgraph=True, dynamic=False), inductor; compiled in "
+                            "the warm-up; +freezing: inductor's freezing option on",
             },
             "errors": "embed rows: rel_err = max over biLM layers of ||out - base||_F / ||base||_F; max_elem_rel_err = "
                       "max over layers of max|out - base| / max|base|; base named by error_vs",
