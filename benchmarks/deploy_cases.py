@@ -75,8 +75,8 @@ def onnx_output(session, batch: int) -> torch.Tensor:
 def compiled_embedder(files: tuple[Path, Path], backend: str, device: torch.device, freezing: bool = False) -> ElmoEmbedder:
     """An embedder as :func:`cases.load_embedder` makes it, its biLM compiled with ``fullgraph=True``.
 
-    ``freezing``: inductor's ``freezing`` option, which treats the (frozen) weights as constants, so
-    the packing of the ``cpp`` ops' weights is folded at compile time instead of run in every call.
+    ``freezing``: inductor's ``freezing`` option, which treats the (frozen) weights as constants (meant
+    to let the compiler fold the packing of the ``cpp`` ops' weights, which otherwise runs in every call).
     """
     embedder = cases.load_embedder(files, backend, device)
     options = {"freezing": True} if freezing else None

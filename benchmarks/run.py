@@ -207,7 +207,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--freezing",
         action="store_true",
-        help="--compile rows with inductor's freezing (weights as constants: the cpp ops' packed weights are folded once)",
+        help="--compile rows with inductor's freezing option (weights as constants)",
     )
     args = parser.parse_args(argv)
     args.configs = args.configs or (["small"] if args.quick else ["small", "original"])

@@ -79,6 +79,8 @@ def export_onnx(
     require_onnx()
     output = Path(output)
     model = EmbeddingsGraph(weights).eval()
+    # torch's exporter warns that torchvision's ops cannot be registered when torchvision is absent
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens")
     with torch.no_grad():
         program = torch.onnx.export(
