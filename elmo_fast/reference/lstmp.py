@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import torch
 
-from torch._higher_order_ops.scan import scan
-
 from .char_ids import length_mask
 
 # Positions whose input projections are computed together: bounds memory for very long sentences
@@ -153,6 +151,9 @@ def lstmp_scan(
     positions are one ``matmul``. :func:`lstmp_ref` calls this under a tracer; in eager mode ``scan``
     compiles its body on first use, so eager code calls :func:`lstmp_ref`.
     """
+    # imported here: torch._higher_order_ops.scan is newer than the oldest torch elmo_fast supports
+    from torch._higher_order_ops.scan import scan
+
     num_dirs, batch, width, _ = x.shape
     proj = w_proj.shape[2]
     x, lengths, h, c, order = _start(x, lengths, w_proj, h0, c0, residual)
