@@ -141,7 +141,10 @@ def selected_extensions() -> list:
 
 
 setup(
-    packages=["elmo_fast", "elmo_fast.reference", "elmo_fast.ops", "elmo_fast.modules", "elmo_fast.train", "elmo_fast.kernels"],
+    packages=[
+        "elmo_fast", "elmo_fast.jobs", "elmo_fast.kernels", "elmo_fast.modules", "elmo_fast.ops", "elmo_fast.reference",
+        "elmo_fast.train", "elmo_fast.weights",
+    ],
     package_dir={"elmo_fast.kernels": "kernels"},
     package_data={"elmo_fast": ["data/default/*.json", "data/default/*.hdf5", "data/default/*.txt", "data/default/*.md"]},
     include_package_data=True,

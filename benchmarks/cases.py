@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from elmo_fast import ElmoEmbedder, _backends, batch_to_ids
-from elmo_fast.ops import lstmp, token_encoder
+from elmo_fast.ops.lstmp import lstmp
+from elmo_fast.ops.token_encoder import token_encoder
 from elmo_fast.weights import CONFIGS, ElmoOptions, ElmoWeights, random_weights, save_weights
 
 # The shapes of tests/fixtures/allennlp_tiny: a model that runs in milliseconds, for smoke tests.

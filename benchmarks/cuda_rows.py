@@ -32,7 +32,8 @@ from pathlib import Path
 import torch
 
 from elmo_fast import _backends
-from elmo_fast.ops import lstmp
+from elmo_fast.ops import registry
+from elmo_fast.ops.lstmp import lstmp
 from elmo_fast.weights import CONFIGS, random_weights
 
 VARIANTS = (
@@ -59,7 +60,7 @@ def _unavailable(backend: str, device: torch.device) -> str | None:
         _backends.resolve(backend, device)
     except _backends.BackendUnavailable as exc:
         return str(exc)
-    if backend not in importlib.import_module("elmo_fast.ops.lstmp")._IMPLS:
+    if registry.lookup("lstmp", backend) is None:
         return f"elmo_fast.ops.lstmp has no {backend!r} implementation registered"
     return None
 

@@ -48,7 +48,6 @@ import random
 import statistics
 import string
 import sys
-import time
 from pathlib import Path
 
 # The issue's targets against the fp32 reference: bf16 rel_error <= 1e-2; fp32 <= 1e-5 on both metrics.
@@ -63,22 +62,6 @@ def _sentences(batch: int, seed: int = 1234) -> list[list[str]]:
         ["".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 10))) for _ in range(rng.randint(16, 24))]
         for _ in range(batch)
     ]
-
-
-def _time(fn, device, runs: int) -> list[float]:
-    """Wall-clock ms of ``runs`` synchronised calls."""
-    import torch
-
-    times = []
-    for _ in range(runs):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
 
 
 def _errors(layers, truth) -> dict[str, float]:
@@ -101,6 +84,7 @@ def within_target(entry: dict) -> bool:
 def parity(args: argparse.Namespace) -> dict:
     """Errors against the fp32 reference and timings of every variant; writes and returns the record."""
     import torch
+    from timing import times_ms  # benchmarks/timing.py (this script's folder is on sys.path)
 
     from elmo_fast import _backends, batch_to_ids
     from elmo_fast.modules import BiLm
@@ -135,8 +119,7 @@ def parity(args: argparse.Namespace) -> dict:
             try:
                 bilm = BiLm(weights, state="zero", backend=backend).to(device=device, dtype=dtype).eval()
                 layers = [a.double() for a in bilm(ids).activations]
-                _time(lambda: bilm(ids), device, args.warmup)
-                times = _time(lambda: bilm(ids), device, args.runs)
+                times = times_ms(lambda: bilm(ids), device, args.runs, warmup=args.warmup)
                 del bilm
             except Exception as exc:  # report and go on: one failing variant must not hide the others
                 entry["error"] = f"{type(exc).__name__}: {exc}"[:500]
@@ -161,6 +144,7 @@ def parity(args: argparse.Namespace) -> dict:
 def roofline(args: argparse.Namespace) -> dict:
     """The card's matrix-product rates (bf16, float32 IEEE) and copy bandwidth; writes and returns the record."""
     import torch
+    from timing import times_ms  # benchmarks/timing.py (this script's folder is on sys.path)
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -169,22 +153,7 @@ def roofline(args: argparse.Namespace) -> dict:
 
     def timed(fn, runs: int) -> float:
         """Median ms of ``runs`` calls after 3 warm-ups (CUDA events on a GPU)."""
-        for _ in range(3):
-            fn()
-        times = []
-        for _ in range(runs):
-            if cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                torch.cuda.synchronize(device)
-                times.append(start.elapsed_time(end))
-            else:
-                t0 = time.perf_counter()
-                fn()
-                times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
+        return statistics.median(times_ms(fn, device, runs, warmup=3))
 
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False

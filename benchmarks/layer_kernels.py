@@ -1,10 +1,10 @@
 """One original-config biLSTM layer through the ``cpp`` kernel: the micro-kernel measurement.
 
-    python benchmarks/layer_kernels.py --out FILE [--batches 1,2,32] [--repeats 7] [--label TEXT]
+    python benchmarks/layer_kernels.py --out FILE [--batches 1,2,32] [--min-run-time 3] [--label TEXT]
 
-Times ``elmo_fast.ops.lstmp.lstmp_cpp`` on a random-weight layer of the original model's shape
+Times ``elmo_fast.ops.lstmp.lstmp(backend="cpp")`` on a random-weight layer of the original model's shape
 (P=512, C=4096, 2 directions, 22 steps, every row full length) for every weight precision, with
-torch's threads. The kernel is chosen at run time (``ELMO_FAST_DISABLE_AVX512=1`` /
+torch's threads, timed by ``torch.utils.benchmark`` (``benchmarks/timing.py``). The kernel is chosen at run time (``ELMO_FAST_DISABLE_AVX512=1`` /
 ``ELMO_FAST_DISABLE_AVX2=1`` select the narrower ones), so before/after comparisons run this script
 once per build or setting and compare the JSON files; ``--label`` says which is which.
 """
@@ -16,12 +16,15 @@ import os
 import platform
 import statistics
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import torch
 
-from elmo_fast.ops.lstmp import lstmp_cpp
+from elmo_fast.ops.lstmp import lstmp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import cpu_times_ms  # noqa: E402
 
 P, C, D, STEPS = 512, 4096, 2, 22
 
@@ -30,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--batches", default="1,2,32")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--min-run-time", type=float, default=3.0, help="seconds timed per row (torch.utils.benchmark)")
     parser.add_argument("--label", default="")
     args = parser.parse_args()
     g = torch.Generator().manual_seed(0)
@@ -43,14 +46,10 @@ def main() -> None:
         x = torch.randn(D, batch, STEPS, P, generator=g)
         lengths = torch.full((batch,), STEPS)
         for precision in ("fp32", "bf16", "int8"):
-            run = lambda: lstmp_cpp(x, lengths, w_ih, w_hh, bias, w_proj, cell_clip=3.0, proj_clip=3.0, weight_precision=precision)  # noqa: E731
+            run = lambda: lstmp(x, lengths, w_ih, w_hh, bias, w_proj, cell_clip=3.0, proj_clip=3.0, weight_precision=precision, backend="cpp")  # noqa: E731
             with torch.no_grad():
                 run()
-                times = []
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    run()
-                    times.append(time.perf_counter() - start)
+                times = [t / 1e3 for t in cpu_times_ms(run, args.min_run_time)]
             flops = 2 * D * batch * STEPS * (2 * P * 4 * C + C * P)
             row = {"batch": batch, "weight_precision": precision, "median_ms": statistics.median(times) * 1e3,
                    "min_ms": min(times) * 1e3, "gflop_per_s": flops / statistics.median(times) / 1e9, "times_ms": [t * 1e3 for t in times]}

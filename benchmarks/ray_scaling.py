@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from elmo_fast import ElmoEmbedder
-from elmo_fast.distributed import embed_file_ray, require_ray
+from elmo_fast.jobs import embed_file_ray, require_ray
 
 HERE = Path(__file__).parent
 FIXTURE = HERE.parent / "tests" / "fixtures" / "allennlp_tiny"

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
 
 import torch
 
 BACKENDS: tuple[str, ...] = ("cuda", "triton", "cpp", "ref")
 ENV_VAR = "ELMO_FAST_BACKEND"
+logger = logging.getLogger(__name__)
 
 
 class BackendUnavailable(RuntimeError):
@@ -77,6 +79,7 @@ def _auto(device_type: str) -> str:
             # The Triton interpreter is for tests; they ask for it by name.
             continue
         if _usable(backend, device_type)[0]:
+            logger.debug("backend auto on %s: %s", device_type, backend)
             return backend
     return "ref"
 
@@ -106,10 +109,10 @@ def env_report() -> str:
 
     import numpy
 
-    import elmo_fast
+    from elmo_fast.version import __version__
 
     lines = [
-        f"elmo_fast {elmo_fast.__version__}",
+        f"elmo_fast {__version__}",
         f"python {platform.python_version()} ({platform.machine()}, {platform.system()})",
         f"torch {torch.__version__} (threads: {torch.get_num_threads()}, cuda build: {torch.version.cuda or 'no'}, "
         f"cuda available: {torch.cuda.is_available()})",

@@ -9,7 +9,8 @@ size, ``rows x longest sentence`` (boundary tokens not counted).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 
 BUCKET_STATES: tuple[str, ...] = ("zero", "warm")
 
@@ -69,3 +70,10 @@ def plan_batches(
     if current:
         batches.append(current)
     return batches
+
+
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last one shorter), read lazily from ``items``."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch

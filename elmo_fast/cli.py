@@ -1,4 +1,11 @@
-"""``elmo-fast`` command line: ``embed`` a text file into hdf5, ``env`` report."""
+"""``elmo-fast`` command line: ``embed`` a text file into hdf5, ``probe``, ``env``, the training
+commands, ``models`` / ``convert`` (:mod:`elmo_fast.models.cli`) and ``export-onnx``
+(:mod:`elmo_fast.export.cli`).
+
+Every subcommand is an ``add_<name>_command(sub)`` function listed in :data:`COMMANDS` (the
+convention is in :mod:`elmo_fast.commands`): to add one, write its adder and handler and append the
+adder here.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,20 +14,32 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from elmo_fast._backends import BackendUnavailable
+from elmo_fast.commands import CliError, add_command, add_logging_flags, configure_logging, run_handler
+from elmo_fast.export.cli import add_export_onnx_command
+from elmo_fast.fasta_cli import add_fasta_arguments, check_input_format, embed_fasta_command
+from elmo_fast.jobs.segments import ResumeError
+from elmo_fast.models.cli import add_convert_command, add_models_command
 from elmo_fast.reference.quantize import WEIGHT_PRECISIONS
+from elmo_fast.train.cli import add_train_commands
+from elmo_fast.weights import WeightFileError
+
+__all__ = ["COMMANDS", "CliError", "build_parser", "main"]
+
+# what embed and probe report as one line (exit status 2) rather than a traceback
+FILE_ERRORS = (WeightFileError, BackendUnavailable, ResumeError, ValueError, TypeError, OSError)
+# embed also reports a missing optional dependency (Biopython for --input-format fasta) as one line
+EMBED_ERRORS = (*FILE_ERRORS, ImportError)
 
 
-class CliError(Exception):
-    """A problem with the command's arguments or files, reported as one line (exit status 2)."""
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elmo-fast", description="Fast, faithful ELMo embeddings.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    embed = sub.add_parser(
+def add_embed_command(sub: argparse._SubParsersAction) -> None:
+    """``elmo-fast embed INPUT OUTPUT``."""
+    embed = add_command(
+        sub,
         "embed",
-        help="embed a text file (one whitespace-tokenised sentence per line) into hdf5",
+        _embed,
+        errors=EMBED_ERRORS,
+        help="embed a text file (one whitespace-tokenised sentence per line), or a FASTA file of proteins, into hdf5",
         description="Embed INPUT (one whitespace-tokenised sentence per line) into OUTPUT, an hdf5 file "
         "laid out as AllenNLP's `elmo` command writes it. Without --options/--weights the bundled "
         "default model is used.",
@@ -29,8 +48,31 @@ def _build_parser() -> argparse.ArgumentParser:
         "input", type=Path, help="input text file (UTF-8), one sentence per line; --engine ray also takes a directory"
     )
     embed.add_argument("output", type=Path, help="output hdf5 file")
-    embed.add_argument("--options", "--options-file", dest="options", type=Path, help="options.json of the model")
-    embed.add_argument("--weights", "--weight-file", dest="weights", type=Path, help="weights.hdf5 of the model")
+    _add_model_arguments(embed)
+    embed.add_argument("--model", default=None, help="a model name (`elmo-fast models list`), fetched on first use")
+    embed.add_argument("--offline", action="store_true", help="with --model: no network, use the cache only")
+    _add_embed_run_arguments(embed)
+    _add_embed_file_arguments(embed)
+    ray = embed.add_argument_group("distributed (pip install 'elmo_fast[ray]')")
+    ray.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: a pool of Ray workers, one model each (--state zero or warm)",
+    )
+    ray.add_argument("--num-workers", type=int, default=None, help="Ray workers (default: one per GPU, else per CPU)")
+    ray.add_argument("--address", default=None, help="Ray cluster to join (default: a new local instance, or RAY_ADDRESS)")
+    embed.set_defaults(format="all")
+    add_fasta_arguments(embed)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--options", "--options-file", dest="options", type=Path, help="options.json of the model")
+    parser.add_argument("--weights", "--weight-file", dest="weights", type=Path, help="weights.hdf5 of the model")
+
+
+def _add_embed_run_arguments(embed: argparse.ArgumentParser) -> None:
+    """How the model runs: batches, device, state, backend, precision."""
     fmt = embed.add_mutually_exclusive_group()
     fmt.add_argument("--all", dest="format", action="store_const", const="all", help="all layers (default)")
     fmt.add_argument("--top", dest="format", action="store_const", const="top", help="top layer only")
@@ -41,9 +83,9 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument(
         "--state",
         choices=("carry", "zero", "warm"),
-        default="carry",
-        help="carry: AllenNLP's stateful behaviour (default); zero: every sentence independent, from zero "
-        "state; warm: independent, from one fixed warmed-up state",
+        default=None,
+        help="carry: AllenNLP's stateful behaviour (default for text); zero: every sentence independent, from zero "
+        "state (default for --input-format fasta); warm: independent, from one fixed warmed-up state",
     )
     embed.add_argument("--backend", default="auto", help="auto (default), cuda, triton, cpp or ref")
     embed.add_argument(
@@ -53,6 +95,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="storage of the biLSTM weights: fp32 (default), bf16 or int8 (lower batch-1 latency on the cpp "
         "backend, small error; see elmo_fast.reference.quantize)",
     )
+
+
+def _add_embed_file_arguments(embed: argparse.ArgumentParser) -> None:
+    """What is written and how the file is read: keys, overwrite/resume, encoding, segments, batching."""
     embed.add_argument("--forget-sentences", action="store_true", help="do not write the sentence_to_index map")
     embed.add_argument("--use-sentence-keys", action="store_true", help="key datasets by sentence, not line number")
     embed.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and any interrupted run's OUTPUT.parts/)")
@@ -87,26 +133,21 @@ def _build_parser() -> argparse.ArgumentParser:
         help="refuse sentences of more than N tokens with an error naming the limit (default 100000)",
     )
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
-    ray = embed.add_argument_group("distributed (pip install 'elmo_fast[ray]')")
-    ray.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="local: this process (default); ray: a pool of Ray workers, one model each (--state zero or warm)",
-    )
-    ray.add_argument("--num-workers", type=int, default=None, help="Ray workers (default: one per GPU, else per CPU)")
-    ray.add_argument("--address", default=None, help="Ray cluster to join (default: a new local instance, or RAY_ADDRESS)")
-    embed.set_defaults(format="all")
 
-    probe = sub.add_parser(
+
+def add_probe_command(sub: argparse._SubParsersAction) -> None:
+    """``elmo-fast probe``."""
+    probe = add_command(
+        sub,
         "probe",
+        _probe,
+        errors=FILE_ERRORS,
         help="measure what each layer knows (part of speech, word sense) on WordNet's example sentences",
         description="Build labelled data from WordNet's example sentences (Debian: apt-get install wordnet-base), "
         "embed it and report, on held-out words, part-of-speech probe accuracy and nearest-neighbour word-sense "
         "accuracy per layer and for a learned mix; writes probe.json and probe.png.",
     )
-    probe.add_argument("--options", "--options-file", dest="options", type=Path, help="options.json of the model")
-    probe.add_argument("--weights", "--weight-file", dest="weights", type=Path, help="weights.hdf5 of the model")
+    _add_model_arguments(probe)
     probe.add_argument("--wordnet-dir", type=Path, default=Path("/usr/share/wordnet"), help="WordNet dict folder")
     probe.add_argument("--out-dir", type=Path, default=Path("probe_results"), help="where to write probe.json/png")
     probe.add_argument("--state", choices=("zero", "warm"), default="zero", help="LSTM start state (default zero)")
@@ -115,13 +156,31 @@ def _build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--max-items", type=int, default=None, help="subsample each dataset (quick runs)")
     probe.add_argument("--seed", type=int, default=0)
 
-    sub.add_parser("env", help="print versions and which backends loaded (and why the others did not)")
-    from elmo_fast.train.cli import add_train_commands
 
-    add_train_commands(sub)
-    from elmo_fast.export.cli import add_export_commands
+def add_env_command(sub: argparse._SubParsersAction) -> None:
+    """``elmo-fast env``."""
+    add_command(sub, "env", _env, help="print versions and which backends loaded (and why the others did not)")
 
-    add_export_commands(sub)
+
+COMMANDS = (
+    add_embed_command,
+    add_probe_command,
+    add_env_command,
+    add_train_commands,
+    add_models_command,
+    add_convert_command,
+    add_export_onnx_command,
+)
+"""Every subcommand's adder, in the order ``elmo-fast --help`` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``elmo-fast`` parser: the logging flags and every command of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(prog="elmo-fast", description="Fast, faithful ELMo embeddings.")
+    add_logging_flags(parser)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 
@@ -149,9 +208,18 @@ def _check_output(args: argparse.Namespace) -> None:
         )
 
 
+def _file_job_options(args: argparse.Namespace) -> dict:
+    """The options both engines' file jobs take, from ``embed``'s arguments."""
+    return dict(
+        output_format=args.format, batch_size=args.batch_size, forget_sentences=args.forget_sentences,
+        use_sentence_keys=args.use_sentence_keys, resume=args.resume, encoding_errors=args.encoding_errors,
+        segment_size=args.checkpoint_every, max_tokens=args.max_tokens, progress=not args.quiet,
+    )
+
+
 def _embed_ray(args: argparse.Namespace) -> int:
-    """``--engine ray``: :func:`elmo_fast.distributed.embed_file_ray` with the command's options."""
-    from elmo_fast.distributed import CARRY_REASON, RayJobFailed, RayUnavailable, embed_file_ray, require_ray
+    """``--engine ray``: :func:`elmo_fast.jobs.embed_file_ray` with the command's options."""
+    from elmo_fast.jobs import CARRY_REASON, RayJobFailed, RayUnavailable, embed_file_ray, require_ray
 
     if args.max_sentence_length is not None:
         raise CliError("--max-sentence-length does not apply to --engine ray (its workers use the default limit)")
@@ -170,24 +238,8 @@ def _embed_ray(args: argparse.Namespace) -> int:
     _check_output(args)
     try:
         report = embed_file_ray(
-            args.input,
-            args.output,
-            args.options,
-            args.weights,
-            state=args.state,
-            output_format=args.format,
-            batch_size=args.batch_size,
-            forget_sentences=args.forget_sentences,
-            use_sentence_keys=args.use_sentence_keys,
-            resume=args.resume,
-            encoding_errors=args.encoding_errors,
-            segment_size=args.checkpoint_every,
-            bucket=not args.no_bucket,
-            max_tokens=args.max_tokens,
-            backend=args.backend,
-            num_workers=args.num_workers,
-            address=args.address,
-            progress=not args.quiet,
+            args.input, args.output, args.options, args.weights, state=args.state, backend=args.backend,
+            bucket=not args.no_bucket, num_workers=args.num_workers, address=args.address, **_file_job_options(args),
         )
     except RayJobFailed as exc:
         raise CliError(str(exc)) from None
@@ -197,10 +249,27 @@ def _embed_ray(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
+    try:
+        return _embed_checked(args)
+    except KeyboardInterrupt:
+        print("elmo-fast embed: interrupted; completed segments are kept, continue with --resume", file=sys.stderr)
+        return 130
+
+
+def _embed_checked(args: argparse.Namespace) -> int:
     from elmo_fast.embedder import ElmoEmbedder
 
     if (args.options is None) != (args.weights is None):
         raise CliError("give both --options and --weights, or neither (bundled default model)")
+    if args.model is not None:
+        from elmo_fast.models import resolve
+
+        if args.options is not None:
+            raise CliError("give --model or --options/--weights, not both")
+        args.options, args.weights = resolve(args.model, offline=args.offline or None, progress=not args.quiet)
+    check_input_format(args)
+    if args.input_format == "fasta" and args.engine == "ray":
+        raise CliError("--input-format fasta runs on the local engine (drop --engine ray)")
     if args.engine == "ray":
         if args.weight_precision != "fp32":
             raise CliError("--weight-precision is for the local engine (it lowers batch-1 latency); the Ray engine runs fp32")
@@ -223,20 +292,9 @@ def _embed(args: argparse.Namespace) -> int:
         weight_precision=args.weight_precision,
         **limit,
     )
-    embedder.embed_file(
-        args.input,
-        args.output,
-        output_format=args.format,
-        batch_size=args.batch_size,
-        forget_sentences=args.forget_sentences,
-        use_sentence_keys=args.use_sentence_keys,
-        resume=args.resume,
-        encoding_errors=args.encoding_errors,
-        segment_size=args.checkpoint_every,
-        progress=not args.quiet,
-        bucket=False if args.no_bucket else None,
-        max_tokens=args.max_tokens,
-    )
+    if args.input_format == "fasta":
+        return embed_fasta_command(args, embedder)
+    embedder.embed_file(args.input, args.output, bucket=False if args.no_bucket else None, **_file_job_options(args))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -264,28 +322,18 @@ def _probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _env(args: argparse.Namespace) -> int:
+    from elmo_fast import env_report
+
+    print(env_report())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``elmo-fast`` console script and ``python -m elmo_fast``."""
-    args = _build_parser().parse_args(argv)
-    if hasattr(args, "handler"):
-        return args.handler(args)
-    if args.command == "env":
-        from elmo_fast import env_report
-
-        print(env_report())
-        return 0
-    from elmo_fast._backends import BackendUnavailable
-    from elmo_fast.embed_job import ResumeError
-    from elmo_fast.weights import WeightFileError
-
-    try:
-        return _probe(args) if args.command == "probe" else _embed(args)
-    except (CliError, WeightFileError, BackendUnavailable, ResumeError, ValueError, TypeError, OSError) as exc:
-        print(f"elmo-fast {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("elmo-fast embed: interrupted; completed segments are kept, continue with --resume", file=sys.stderr)
-        return 130
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    return run_handler(args)
 
 
 if __name__ == "__main__":

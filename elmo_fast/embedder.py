@@ -5,47 +5,41 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import islice
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 import torch
 
-from elmo_fast.batching import BUCKET_WINDOW_BATCHES, plan_batches, resolve_bucketing
-from elmo_fast.modules.bilm import DEFAULT_MAX_SENTENCE_LENGTH
+from elmo_fast.batching import BUCKET_WINDOW_BATCHES, chunked, plan_batches, resolve_bucketing
+from elmo_fast.inputs import check_batch
+from elmo_fast.jobs.spec import OUTPUT_FORMATS, check_job_options
 from elmo_fast.modules.elmo import load_bilm
+from elmo_fast.modules.runtime import DEFAULT_MAX_SENTENCE_LENGTH, RuntimeOptions
 from elmo_fast.modules.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from elmo_fast.reference.char_ids import remove_sentence_boundaries
 from elmo_fast.weights import PathLike
 
 DEFAULT_BATCH_SIZE = 64
-OUTPUT_FORMATS = ("all", "top", "average")
+__all__ = ["DEFAULT_BATCH_SIZE", "OUTPUT_FORMATS", "ElmoEmbedder"]
 
 
-def _batches(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
 class ElmoEmbedder:
     """Raw biLM layers for tokenised sentences (no scalar mix, no dropout), as numpy arrays.
 
     Args:
-        options_file, weight_file: the model files; both None uses the bundled default model.
+        options_file, weight_file: the model files; both None uses the bundled default model; a model
+            name (`elmo-fast models list`) or folder as options_file with weight_file None fetches it.
         cuda_device: AllenNLP's GPU index (-1 = CPU); ``device`` overrides it.
-        state: ``"carry"`` (default, AllenNLP parity: each batch row starts from the state its
-            predecessor row left; the embedder never resets on its own), ``"zero"`` (every
-            sentence embedded independently of batch and history) or ``"warm"`` (independent too,
-            starting from one fixed warmed-up state; see :class:`~elmo_fast.modules.BiLm`).
-        backend: ``"auto"`` or a backend name.
-        device: a torch device for the model.
-        max_sentence_length: longer sentences are refused with a clear error.
-        weight_precision: ``"fp32"`` (default), ``"bf16"`` or ``"int8"`` storage of the biLSTM
-            weights (see :mod:`elmo_fast.reference.quantize`): lower batch-1 latency on ``cpp``.
-        token_cache_size: capacity of the LRU cache of token embeddings across batches (0: off; see
-            :class:`~elmo_fast.modules.BiLm`).
+        state, backend, device, max_sentence_length, weight_precision, token_cache_size: how the
+            biLM runs (keyword-only; defaults ``"carry"``: AllenNLP parity, the embedder never resets
+            on its own; ``"auto"``; ``cuda_device``'s device; 100 000 tokens; ``"fp32"``; 10 000
+            tokens); see :class:`~elmo_fast.modules.runtime.RuntimeOptions`.
     """
 
     def __init__(
@@ -64,16 +58,11 @@ class ElmoEmbedder:
         if device is None:
             device = f"cuda:{cuda_device}" if cuda_device >= 0 else "cpu"
         self.device = torch.device(device)
-        self.elmo_bilm = load_bilm(
-            options_file,
-            weight_file,
-            state=state,
-            backend=backend,
-            device=self.device,
-            max_sentence_length=max_sentence_length,
-            weight_precision=weight_precision,
-            token_cache_size=token_cache_size,
+        runtime = RuntimeOptions(
+            state=state, backend=backend, device=self.device, weight_precision=weight_precision,
+            token_cache_size=token_cache_size, max_sentence_length=max_sentence_length,
         )
+        self.elmo_bilm = load_bilm(options_file, weight_file, runtime=runtime)
         self.elmo_bilm.eval()
         self.cuda_device = self.device.index if self.device.type == "cuda" else -1
 
@@ -92,10 +81,12 @@ class ElmoEmbedder:
     @torch.no_grad()
     def batch_to_embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed a batch: activations ``(B, L + 1, T, 2P)`` (boundaries removed) and mask ``(B, T)``."""
-        from elmo_fast import batch_to_ids
+        check_batch(batch)
+        return self._embeddings(batch)
 
-        char_ids = batch_to_ids(batch).to(self.device)
-        out = self.elmo_bilm(char_ids)
+    def _embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        # batch checked by the caller
+        out = self.elmo_bilm(self.elmo_bilm.batch_to_ids(batch).to(self.device))
         layers = []
         mask = None
         for layer in out.activations:
@@ -113,14 +104,16 @@ class ElmoEmbedder:
         ``[[]]`` returns one empty array without running the model (AllenNLP's behaviour); an empty
         sentence inside a larger batch still runs (and, with ``state="carry"``, moves its row's state).
         """
-        from elmo_fast import _check_batch
+        check_batch(batch)
+        return self._embed_checked(batch)
 
-        _check_batch(batch)
+    @torch.no_grad()
+    def _embed_checked(self, batch: Sequence[Sequence[str]]) -> list[np.ndarray]:
         if len(batch) == 1 and len(batch[0]) == 0:
             return [self._empty()]
         if len(batch) == 0:
             return []
-        embeddings, mask = self.batch_to_embeddings(batch)
+        embeddings, mask = self._embeddings(batch)
         lengths = mask.sum(dim=1).tolist()
         array = embeddings.to("cpu", torch.float32).numpy()
         return [array[i, :, :n] if n else self._empty() for i, n in enumerate(lengths)]
@@ -130,10 +123,16 @@ class ElmoEmbedder:
     ) -> list[np.ndarray]:
         """Embed ``sentences`` in the given ``batches`` (lists of indexes into them, e.g. from
         :func:`elmo_fast.batching.plan_batches`); one array per sentence, in the sentences' order.
-        ``on_batch`` is called with each batch's size."""
+        ``on_batch`` is called with each batch's size. ``sentences`` are checked once, here."""
+        check_batch(sentences)
+        return self._embed_planned_checked(sentences, batches, on_batch)
+
+    def _embed_planned_checked(
+        self, sentences: Sequence[Sequence[str]], batches: Iterable[Sequence[int]], on_batch: Callable[[int], object] | None = None
+    ) -> list[np.ndarray]:
         arrays: dict[int, np.ndarray] = {}
         for rows in batches:
-            arrays.update(zip(rows, self.embed_batch([sentences[i] for i in rows])))
+            arrays.update(zip(rows, self._embed_checked([sentences[i] for i in rows])))
             if on_batch is not None:
                 on_batch(len(rows))
         return [arrays[i] for i in range(len(sentences))]
@@ -159,30 +158,25 @@ class ElmoEmbedder:
         The arguments are checked at the call (a ``TypeError`` for ``None``, a string or anything
         not iterable); each batch is checked as :meth:`embed_batch` checks it.
         """
-        from elmo_fast import _check_batch
-
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        _check_batch_size(batch_size)
         if isinstance(sentences, (str, bytes)) or not isinstance(sentences, Iterable):
-            _check_batch(sentences)
+            check_batch(sentences)
         bucket = resolve_bucketing(self.elmo_bilm.state, bucket, max_tokens)
         if not bucket and max_tokens is None:
             return self._embed_in_order(sentences, batch_size)
         return self._embed_windows(sentences, batch_size, bucket, max_tokens)
 
     def _embed_in_order(self, sentences: Iterable[Sequence[str]], batch_size: int) -> Iterator[np.ndarray]:
-        for batch in _batches(sentences, batch_size):
+        for batch in chunked(sentences, batch_size):
             yield from self.embed_batch(batch)
 
     def _embed_windows(
         self, sentences: Iterable[Sequence[str]], batch_size: int, bucket: bool, max_tokens: int | None
     ) -> Iterator[np.ndarray]:
-        from elmo_fast import _check_batch
-
-        for window in _batches(sentences, batch_size * BUCKET_WINDOW_BATCHES):
-            _check_batch(window)
+        for window in chunked(sentences, batch_size * BUCKET_WINDOW_BATCHES):
+            check_batch(window)
             plan = plan_batches([len(s) for s in window], batch_size, bucket=bucket, max_tokens=max_tokens)
-            yield from self.embed_planned(window, plan)
+            yield from self._embed_planned_checked(window, plan)
 
     def embed_file(
         self,
@@ -216,20 +210,19 @@ class ElmoEmbedder:
         Lines are streamed and memory holds one segment of ``segment_size`` sentences (plus, at the
         end, the sentence map). Completed segments are checkpointed in ``OUTPUT.parts/``; a killed
         run continues with ``resume=True`` and gives a file identical to an uninterrupted run (see
-        :mod:`elmo_fast.embed_job`). Nothing is written at ``output_file_path`` until the run is
+        :mod:`elmo_fast.jobs`). Nothing is written at ``output_file_path`` until the run is
         complete; then an existing file there is replaced without asking, as AllenNLP's
         ``embed_file`` does (``elmo-fast embed`` refuses unless ``--overwrite``).
 
         ``bucket`` and ``max_tokens`` mean what they mean for :meth:`embed_sentences` (by default
         ``"zero"`` / ``"warm"`` bucket, ``"carry"`` never does), with each segment as the window.
         """
-        from elmo_fast.embed_job import run_embed_file
+        from elmo_fast.jobs.local import run_embed_file
 
-        if output_format not in OUTPUT_FORMATS:
-            raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, not {output_format!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        bucket = resolve_bucketing(self.elmo_bilm.state, bucket, max_tokens)
+        bucket = check_job_options(
+            state=self.elmo_bilm.state, output_format=output_format, batch_size=batch_size,
+            encoding_errors=encoding_errors, bucket=bucket, max_tokens=max_tokens,
+        )
         spooled = None
         if isinstance(input_file, (str, os.PathLike)):
             path = Path(input_file)
@@ -264,3 +257,18 @@ class ElmoEmbedder:
         finally:
             if spooled is not None:
                 os.unlink(spooled.name)
+
+    def embed_fasta(self, input_file: PathLike, **options) -> Iterator[tuple[str, np.ndarray]]:
+        """Embed the proteins of a FASTA file: ``(id, array)`` per record, in file order.
+
+        The whole file is checked first (:func:`elmo_fast.fasta.scan_fasta`); ``options`` are those
+        of :func:`elmo_fast.jobs.fasta.embed_pairs` (``output_format``, ``per_protein``,
+        ``batch_size``, ``max_tokens``, ``window_residues``). Needs ``state="zero"`` or ``"warm"``.
+        For an hdf5 file use :func:`elmo_fast.jobs.fasta.run_embed_fasta` (``elmo-fast embed
+        --input-format fasta``).
+        """
+        from elmo_fast.fasta import read_fasta, scan_fasta
+        from elmo_fast.jobs.fasta import embed_pairs
+
+        scan_fasta(input_file)
+        return embed_pairs(self, ((r.id, r.sequence) for r in read_fasta(input_file)), **options)

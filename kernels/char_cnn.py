@@ -96,23 +96,14 @@ def pack_conv_weights(
     return packed, widths, torch.cat([b.to(dtype) for b in conv_biases])
 
 
-_PACKED: list[tuple[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = []
-
-
-def packed_conv_weights(
-    conv_weights: Sequence[torch.Tensor], conv_biases: Sequence[torch.Tensor], dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`pack_conv_weights`, cached for the last two weight sets while they stay unchanged."""
-    sources = (*conv_weights, *conv_biases)
-    stamp = tuple(t._version for t in sources)
-    for key, packed in _PACKED:
-        held, held_stamp, held_dtype = key
-        if held_dtype == dtype and held_stamp == stamp and len(held) == len(sources) and all(a is b for a, b in zip(held, sources)):
-            return packed
-    packed = pack_conv_weights(conv_weights, conv_biases, dtype)
-    _PACKED.insert(0, ((sources, stamp, dtype), packed))
-    del _PACKED[2:]
-    return packed
+def char_cnn_tiles(filters: int) -> dict[str, int]:
+    """The launch configuration of :func:`char_cnn_fwd` for ``filters`` filters: tokens per program
+    ``BN``, filters per program ``BF`` and ``num_warps``."""
+    # NOTE: 64 positions (50 used) x 2 tokens = 128 rows per product, and 128 filters: with d = 16
+    # each tap is a [128, 16] x [16, 128] bf16 product. Filters are grouped by width in the model
+    # (1, 2, ..., 7), so most filter blocks loop over fewer than 7 taps. Design choice, not measured.
+    # The interpreter pays a fixed cost per program, so it takes 16 tokens at a time.
+    return {"BN": 16 if interpreting() else 2, "BF": block(filters, hi=128), "num_warps": 8}
 
 
 def char_cnn_fwd(
@@ -122,7 +113,8 @@ def char_cnn_fwd(
     activation: str = "relu",
 ) -> torch.Tensor:
     """``(N, 50)`` character ids -> ``(N, F)`` in ``char_embed``'s dtype, as
-    :func:`elmo_fast.reference.char_cnn_ref`; ``packed`` comes from :func:`pack_conv_weights`."""
+    :func:`elmo_fast.reference.char_cnn_ref`; ``packed`` comes from :func:`pack_conv_weights`
+    (cached per weights by :func:`elmo_fast.ops.token_encoder.packed_conv_weights`)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}")
     if char_ids.dim() != 2:
@@ -136,16 +128,11 @@ def char_cnn_fwd(
     y = char_embed.new_empty(num_tokens, filters)
     if num_tokens == 0:
         return y
-    # NOTE: 64 positions (50 used) x 2 tokens = 128 rows per product, and 128 filters: with d = 16
-    # each tap is a [128, 16] x [16, 128] bf16 product. Filters are grouped by width in the model
-    # (1, 2, ..., 7), so most filter blocks loop over fewer than 7 taps. Design choice, not measured.
-    # The interpreter pays a fixed cost per program, so it takes 16 tokens at a time.
-    tokens_per_program = 16 if interpreting() else 2
-    filter_block = block(filters, hi=128)
-    grid = (triton.cdiv(num_tokens, tokens_per_program), triton.cdiv(filters, filter_block))
+    tiles = char_cnn_tiles(filters)
+    grid = (triton.cdiv(num_tokens, tiles["BN"]), triton.cdiv(filters, tiles["BF"]))
     char_cnn_fwd_kernel[grid](
         ids=char_ids.contiguous(), char_embed=char_embed.contiguous(), w=w, widths=widths, bias=bias, y=y,
         N=num_tokens, L=slots, E=embed_dim, F=filters, DE=w.shape[1], BL=triton.next_power_of_2(slots),
-        BN=tokens_per_program, BF=filter_block, ACTIVATION=activation, num_warps=8, **dot_flags(char_embed.dtype),
+        BN=tiles["BN"], BF=tiles["BF"], ACTIVATION=activation, num_warps=tiles["num_warps"], **dot_flags(char_embed.dtype),
     )
     return y

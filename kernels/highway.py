@@ -59,6 +59,15 @@ def highway_fwd_kernel(
     tl.store(y + o_y, (b_g * b_t + (1 - b_g) * b_x).to(y.dtype.element_ty), mask=m_y)
 
 
+def highway_tiles(width: int) -> dict[str, int]:
+    """The launch configuration of :func:`highway_fwd` for ``width`` features: ``BM``, ``BN``, ``BK``
+    and ``num_warps``."""
+    # NOTE: two fp32 accumulators of [64, 128] per program (8 warps: 64 registers each), a K step
+    # of 64; F = 2048 in the original model gives 16 column blocks per 64 tokens. Design choice for
+    # the H100, not measured.
+    return {"BM": 64, "BN": block(width, hi=128), "BK": block(width, hi=64), "num_warps": 8}
+
+
 def highway_fwd(
     x: torch.Tensor,
     w_transform: torch.Tensor,
@@ -77,13 +86,10 @@ def highway_fwd(
     y = torch.empty_like(x)
     if rows == 0:
         return y
-    # NOTE: two fp32 accumulators of [64, 128] per program (8 warps: 64 registers each), a K step
-    # of 64; F = 2048 in the original model gives 16 column blocks per 64 tokens. Design choice for
-    # the H100, not measured.
-    bm, bn, bk = 64, block(width, hi=128), block(width, hi=64)
-    grid = (triton.cdiv(rows, bm), triton.cdiv(width, bn))
+    tiles = highway_tiles(width)
+    grid = (triton.cdiv(rows, tiles["BM"]), triton.cdiv(width, tiles["BN"]))
     highway_fwd_kernel[grid](
         x=x, w_transform=w_transform.contiguous(), b_transform=b_transform, w_carry=w_carry.contiguous(), b_carry=b_carry,
-        y=y, M=rows, F=width, BM=bm, BN=bn, BK=bk, num_warps=8, **dot_flags(x.dtype),
+        y=y, M=rows, F=width, BM=tiles["BM"], BN=tiles["BN"], BK=tiles["BK"], num_warps=tiles["num_warps"], **dot_flags(x.dtype),
     )
     return y

@@ -21,11 +21,11 @@ graph and replayed, so a step costs two graph nodes rather than two Python launc
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 import triton
 import triton.language as tl
+
+from elmo_fast.ops.registry import WEIGHT_CACHE
 
 from .utils import block, dot_flags
 
@@ -208,7 +208,9 @@ def lstmp_fwd_proj_kernel(
         tl.store(ht + o_hid, b_h.to(ht.dtype.element_ty), mask=b_last[:, None] & m_p[None, :])
 
 
-def _tiles(batch: int, cell: int, proj: int) -> dict[str, int]:
+def lstmp_tiles(batch: int, cell: int, proj: int) -> dict[str, int]:
+    """The launch configuration of one time step: tile sizes ``BB``/``BC``/``BP``/``BK_H``/``BK_A`` and the
+    cell kernel's ``WARPS_CELL``, for ``batch`` rows, ``cell`` cells and ``proj`` outputs."""
     # NOTE: the batch is the M side of every product: at most a few hundred rows against
     # C = 4096 / P = 512 (original model). Up to batch 32 a step only streams the weights
     # (w_hh 2 x 512 x 16384 and w_proj 2 x 4096 x 512, ~40 MB in bf16, which stay in H100's
@@ -254,7 +256,7 @@ def _run(buf: _Buffers, cell_clip: float, proj_clip: float) -> None:
     num_dirs, batch, width, width_in = buf.x.shape
     cell, proj = buf.w_proj.shape[1], buf.w_proj.shape[2]
     torch.bmm(buf.x.view(num_dirs, batch * width, width_in), buf.w_ih, out=buf.gx.view(num_dirs, batch * width, 4 * cell))
-    tiles = _tiles(batch, cell, proj)
+    tiles = lstmp_tiles(batch, cell, proj)
     flags = dot_flags(buf.x.dtype)
     grid_cell = (triton.cdiv(cell, tiles["BC"]), triton.cdiv(batch, tiles["BB"]), num_dirs)
     grid_proj = (triton.cdiv(proj, tiles["BP"]), triton.cdiv(batch, tiles["BB"]), num_dirs)
@@ -321,33 +323,28 @@ class _StaticLayer:
         return out, buf.ht[:, :batch].clone(), buf.ct[:, :batch].clone()
 
 
-_STATIC: OrderedDict[tuple, _StaticLayer] = OrderedDict()
+GRAPH_FAMILY = "triton.lstmp.graph"
 # NOTE: each entry holds its padded buffers (the input product is D x B x T x 4C: 2 GB in bf16 at
 # batch 512, 64 positions, original model), so only a few are kept: two layers x two buckets.
-_STATIC_CAPACITY = 4
+GRAPH_CAPACITY = 4
 
 
 def clear_graph_cache() -> None:
     """Free every cached CUDA graph and its buffers."""
-    _STATIC.clear()
+    WEIGHT_CACHE.clear(GRAPH_FAMILY)
 
 
 def _static_layer(x, weights, h0: bool, residual: bool, final: bool, cell_clip: float, proj_clip: float) -> _StaticLayer:
     num_dirs, batch, width, width_in = x.shape
-    tiles = _tiles(batch, weights[3].shape[1], weights[3].shape[2])
+    tiles = lstmp_tiles(batch, weights[3].shape[1], weights[3].shape[2])
     padded_batch = triton.cdiv(batch, tiles["BB"]) * tiles["BB"]
     padded_width = triton.cdiv(width, 8) * 8
-    key = (x.device, x.dtype, num_dirs, padded_batch, padded_width, width_in, h0, residual, final, cell_clip, proj_clip,
-           *((w.data_ptr(), tuple(w.shape)) for w in weights))
-    layer = _STATIC.get(key)
-    if layer is None:
-        layer = _StaticLayer(num_dirs, padded_batch, padded_width, width_in, weights, h0, residual, final,
-                             cell_clip, proj_clip, x.dtype, x.device)
-        _STATIC[key] = layer
-        while len(_STATIC) > _STATIC_CAPACITY:
-            _STATIC.popitem(last=False)
-    _STATIC.move_to_end(key)
-    return layer
+    bucket = (x.device, x.dtype, num_dirs, padded_batch, padded_width, width_in, h0, residual, final, cell_clip, proj_clip)
+    # the layer keeps the live weight tensors (the graph reads them), not the detached copies
+    return WEIGHT_CACHE.get(
+        weights, (GRAPH_FAMILY, *bucket), lambda *_: _StaticLayer(*bucket[2:6], weights, *bucket[6:], x.dtype, x.device),
+        capacity=GRAPH_CAPACITY,
+    )
 
 
 def lstmp_fwd(

@@ -13,7 +13,8 @@ from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close, random_sentenc
 from elmo_fast import ElmoEmbedder
 from elmo_fast.batching import BUCKET_WINDOW_BATCHES, plan_batches
 from elmo_fast.cli import main
-from elmo_fast.embed_job import JobSpec, ResumeError, _prepare
+from elmo_fast.jobs import JobSpec, ResumeError
+from elmo_fast.jobs.segments import prepare
 
 MODEL = ["--options", str(FIXTURE_OPTIONS), "--weights", str(FIXTURE_WEIGHTS)]
 
@@ -25,15 +26,16 @@ def sentences():
 
 
 def recording(embedder: ElmoEmbedder) -> list[list[int]]:
-    """Wrap ``batch_to_embeddings``: the list it returns fills with each batch's sentence lengths."""
+    """Wrap the step that runs the model on one batch (below the public, checking methods): the list
+    it returns fills with each batch's sentence lengths."""
     seen: list[list[int]] = []
-    inner = embedder.batch_to_embeddings
+    inner = embedder._embeddings
 
-    def batch_to_embeddings(batch):
+    def embeddings(batch):
         seen.append([len(s) for s in batch])
         return inner(batch)
 
-    embedder.batch_to_embeddings = batch_to_embeddings
+    embedder._embeddings = embeddings
     return seen
 
 
@@ -182,10 +184,10 @@ def test_cli_budget_needs_zero_or_warm(tmp_path, capsys):
 def test_resume_checks_the_batching(tmp_path):
     spec = JobSpec("in", 1, 1, "all", 4, 16, False, False, "zero", "strict", "m", bucket=True, max_tokens=24)
     parts = tmp_path / "o.parts"
-    assert _prepare(parts, spec, False, None) == 0
+    assert prepare(parts, spec, False, None) == 0
     with pytest.raises(ResumeError, match="bucket, max_tokens differ"):
-        _prepare(parts, JobSpec(*list(vars(spec).values())[:-2]), True, None)
+        prepare(parts, JobSpec(*list(vars(spec).values())[:-2]), True, None)
     # a job.json written before these fields existed means in-order batches without a budget
     old = {k: v for k, v in vars(spec).items() if k not in ("bucket", "max_tokens")}
     (parts / "job.json").write_text(json.dumps(old))
-    assert _prepare(parts, JobSpec(**old), True, None) == 0
+    assert prepare(parts, JobSpec(**old), True, None) == 0

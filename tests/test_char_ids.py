@@ -1,7 +1,6 @@
 """batch_to_ids: the byte-level id scheme, boundaries, truncation, padding and input errors."""
 from __future__ import annotations
 
-import importlib
 import sys
 
 import pytest
@@ -75,8 +74,8 @@ def test_without_numba_the_reference_runs(monkeypatch):
     from elmo_fast import env_report
     from elmo_fast.reference.char_ids import batch_to_ids_ref
 
-    # the module, not the function that elmo_fast.ops re-exports under the same name
-    ops_char_ids = importlib.import_module("elmo_fast.ops.char_ids")
+    from elmo_fast.ops import char_ids as ops_char_ids
+
     monkeypatch.setitem(sys.modules, "numba", None)
     ops_char_ids.probe_numba.cache_clear()
     ops_char_ids._compiled_kernel.cache_clear()

@@ -16,7 +16,9 @@ from elmo_fast import Elmo, ElmoEmbedder, batch_to_ids
 from elmo_fast._backends import resolve
 from elmo_fast.modules import BiLm, load_bilm
 from elmo_fast.modules.token_cache import TokenCache
-from elmo_fast.ops import _cpp, lstmp, token_encoder
+from elmo_fast.ops import registry
+from elmo_fast.ops.lstmp import lstmp
+from elmo_fast.ops.token_encoder import token_encoder
 from elmo_fast.weights import ElmoOptions, random_weights
 from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close, load_fixture, random_lstm_inputs, random_sentences
 
@@ -36,10 +38,9 @@ def test_hidden_extension_falls_back_to_ref():
         sys.modules["elmo_fast._C"] = None  # as if the extension had not been built
         import elmo_fast, torch
         from elmo_fast._backends import BackendUnavailable, resolve
-        lstmp_mod = sys.modules["elmo_fast.ops.lstmp"]
-        encoder_mod = sys.modules["elmo_fast.ops.token_encoder"]
+        from elmo_fast.ops import registry
         assert resolve("auto", "cpu") == "ref"
-        assert "cpp" not in lstmp_mod._IMPLS and "cpp" not in encoder_mod._IMPLS
+        assert registry.lookup("lstmp", "cpp") is None and registry.lookup("token_encoder", "cpp") is None
         report = elmo_fast.env_report()
         assert "cpp     no" in report and "elmo_fast._C did not import" in report, report
         try:
@@ -57,7 +58,7 @@ def test_hidden_extension_falls_back_to_ref():
 
 
 def test_gradients_fall_back_to_ref_visibly(monkeypatch):
-    monkeypatch.setattr(_cpp, "_WARNED", set())
+    monkeypatch.setattr(registry, "_WARNED", set())
     inputs = random_lstm_inputs(2, 3, 4, 8, 16, seed=1)
     args = [inputs[k].clone().requires_grad_(k in ("x", "w_hh")) for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj")]
     with pytest.warns(UserWarning, match="'cpp' runs lstmp with the 'ref'"):
@@ -70,7 +71,7 @@ def test_gradients_fall_back_to_ref_visibly(monkeypatch):
 
 
 def test_training_a_bilm_through_cpp_gets_gradients(monkeypatch):
-    monkeypatch.setattr(_cpp, "_WARNED", set())
+    monkeypatch.setattr(registry, "_WARNED", set())
     options = ElmoOptions(projection_dim=8, cell_dim=16, filters=((1, 4), (2, 4)), n_highway=1, char_embed_dim=4)
     bilm = BiLm(random_weights(options), requires_grad=True, state="zero", backend="cpp")
     with pytest.warns(UserWarning, match="gradients are required"):
@@ -176,7 +177,7 @@ def test_portable_kernel_matches_reference(tmp_path):
     script = textwrap.dedent(
         """
         import sys, torch
-        from elmo_fast.ops.lstmp import lstmp_cpp
+        from elmo_fast.ops.lstmp import lstmp
         from elmo_fast.ops.token_encoder import token_encoder_cpp
         from elmo_fast.reference import lstmp_ref, token_encoder_ref
         from elmo_fast import batch_to_ids
@@ -185,7 +186,7 @@ def test_portable_kernel_matches_reference(tmp_path):
         inputs = random_lstm_inputs(2, 9, 7, 24, 40, seed=2)
         args = [inputs[k] for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")]
         with torch.no_grad():
-            out = lstmp_cpp(*args, cell_clip=3.0, proj_clip=3.0, residual=True)
+            out = lstmp(*args, cell_clip=3.0, proj_clip=3.0, residual=True, backend="cpp")
             for got, ref in zip(out, lstmp_ref(*args, cell_clip=3.0, proj_clip=3.0, residual=True)):
                 assert_close(got, ref)
             options = ElmoOptions(projection_dim=20, cell_dim=32, filters=((1, 4), (2, 8), (3, 20)), n_highway=1, char_embed_dim=4)
@@ -227,13 +228,13 @@ def test_avx512_and_avx2_kernels_agree_bitwise(tmp_path):
         import sys, torch
         from elmo_fast import ElmoEmbedder
         from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, random_lstm_inputs, random_sentences
-        from elmo_fast.ops.lstmp import lstmp_cpp
+        from elmo_fast.ops.lstmp import lstmp
         inputs = random_lstm_inputs(2, 7, 9, 40, 136, seed=5)
         args = [inputs[k] for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")]
         outs = []
         with torch.no_grad():
             for precision in ("fp32", "bf16", "int8"):
-                outs.append(lstmp_cpp(*args, cell_clip=3.0, proj_clip=3.0, residual=True, weight_precision=precision)[0])
+                outs.append(lstmp(*args, cell_clip=3.0, proj_clip=3.0, residual=True, weight_precision=precision, backend="cpp")[0])
                 embedder = ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="zero", backend="cpp", weight_precision=precision)
                 outs.append(embedder.batch_to_embeddings(random_sentences(5, seed=2))[0])
         torch.save(outs, sys.argv[1])

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 import elmo_fast._C  # noqa: F401  (registers torch.ops.elmo_fast; the cpp backend is always built)
-from elmo_fast.ops._cpp import PACKED
+from elmo_fast.ops.lstmp import _pack_gates, lstmp
+from elmo_fast.ops.registry import WEIGHT_CACHE
 from elmo_fast.reference import lstmp_ref
 from utils import assert_close, random_lstm_inputs
 
-lstmp_mod = __import__("elmo_fast.ops.lstmp", fromlist=["lstmp_cpp"])
 
 # (D, B, T, Pin = P, C): T=1 / B=1, C and P off the 16-column panels and the 128-wide blocks.
 SHAPES = [
@@ -26,7 +26,7 @@ def _call(inputs, h0=True, clip=(3.0, 3.0), residual=False, packed=False):
     h = (inputs["h0"], inputs["c0"]) if h0 else (None, None)
     ref = lstmp_ref(*args, *h, cell_clip=clip[0], proj_clip=clip[1], residual=residual)
     if packed:
-        got = lstmp_mod.lstmp_cpp(*args, *h, cell_clip=clip[0], proj_clip=clip[1], residual=residual)
+        got = lstmp(*args, *h, cell_clip=clip[0], proj_clip=clip[1], residual=residual, backend="cpp")
     else:
         got = torch.ops.elmo_fast.lstmp(*args, *h, clip[0], clip[1], residual)
     return ref, got
@@ -101,7 +101,7 @@ def test_pack_cache_follows_in_place_updates():
     ref, second = _call(inputs, packed=True)
     _assert_same(ref, second)
     assert not torch.equal(first[0], second[0])
-    assert len(PACKED) >= 2
+    assert WEIGHT_CACHE.count("cpp.lstmp") >= 2
 
 
 def test_bad_arguments_raise():
@@ -123,7 +123,7 @@ def test_opcheck():
     inputs = random_lstm_inputs(2, 4, 5, 16, 32, seed=9)
     args = [inputs[k] for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")]
     torch.library.opcheck(torch.ops.elmo_fast.lstmp.default, (*args, 3.0, 3.0, True))
-    packed = (lstmp_mod._pack_gates(inputs["w_ih"]), lstmp_mod._pack_gates(inputs["w_hh"]), torch.ops.elmo_fast.pack_panels(inputs["w_proj"]))
+    packed = (_pack_gates(inputs["w_ih"]), _pack_gates(inputs["w_hh"]), torch.ops.elmo_fast.pack_panels(inputs["w_proj"]))
     torch.library.opcheck(torch.ops.elmo_fast.lstmp.default, (*args[:6], None, None, None, 0.5, False, *packed))
     torch.library.opcheck(torch.ops.elmo_fast.pack_panels.default, (inputs["w_proj"],))
 
@@ -166,9 +166,9 @@ def test_row_result_does_not_depend_on_batch(precision):
     def run(rows):
         x, lengths, w_ih, w_hh, bias, w_proj, h0, c0 = args
         with torch.no_grad():
-            out, h_n, c_n = lstmp_mod.lstmp_cpp(
+            out, h_n, c_n = lstmp(
                 x[:, rows], lengths[rows], w_ih, w_hh, bias, w_proj, h0[:, rows], c0[:, rows],
-                cell_clip=3.0, proj_clip=3.0, residual=True, weight_precision=precision,
+                cell_clip=3.0, proj_clip=3.0, residual=True, weight_precision=precision, backend="cpp",
             )
         return out, h_n, c_n
 

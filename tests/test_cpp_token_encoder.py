@@ -11,7 +11,7 @@ from elmo_fast.reference.char_ids import BOS_IDS, EOS_IDS
 from elmo_fast.weights import ElmoOptions, random_weights
 from utils import assert_close, random_sentences
 
-token_encoder_mod = __import__("elmo_fast.ops.token_encoder", fromlist=["token_encoder_cpp"])
+import elmo_fast.ops.token_encoder as token_encoder_mod
 ops = torch.ops.elmo_fast
 
 # Filters wider than most words, up to the full 50 slots; counts off the 16-column panels.

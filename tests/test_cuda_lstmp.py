@@ -7,19 +7,18 @@ so a test that says "persistent" really ran the persistent kernel.
 """
 from __future__ import annotations
 
-import importlib
 
 import pytest
 import torch
 from utils import assert_close, random_lstm_inputs
 
-from elmo_fast.ops import lstmp
+from elmo_fast.ops.lstmp import lstmp
 from elmo_fast.reference import lstmp_ref
 
-_IMPLS = importlib.import_module("elmo_fast.ops.lstmp")._IMPLS
+from elmo_fast.ops import registry  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available() or "cuda" not in _IMPLS,
+    not torch.cuda.is_available() or registry.lookup("lstmp", "cuda") is None,
     reason="needs a CUDA device and the compiled extension elmo_fast._C_cuda (pip install --no-build-isolation -e .)",
 )
 

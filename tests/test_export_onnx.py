@@ -83,3 +83,53 @@ def test_default_model_is_the_bundled_one():
     assert model_weights().options == load_options(default_model_files()[0])
     with pytest.raises(ValueError, match="both"):
         model_weights(FIXTURE_OPTIONS, None)
+
+
+def test_cli_model_takes_a_folder_or_a_name_and_validates(tmp_path, capsys, monkeypatch):
+    """--model goes through elmo_fast.models.resolve: a folder holding the two files, or a registered
+    name (fetched into $ELMO_FAST_CACHE); here offline with an empty cache, so no network is used."""
+    import shutil
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    shutil.copy(FIXTURE_OPTIONS, folder / "options.json")
+    shutil.copy(FIXTURE_WEIGHTS, folder / "weights.hdf5")
+    monkeypatch.setenv("ELMO_FAST_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "x.onnx"
+    args = ["export-onnx", str(out), "--no-check"]
+    assert main([*args, "--model", "original", "--options", str(FIXTURE_OPTIONS), "--weights", str(FIXTURE_WEIGHTS)]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main([*args, "--offline"]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert main([*args, "--model", "original", "--offline"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("elmo-fast export-onnx: error:") and "original" in err and not out.exists()
+    assert main([*args, "--model", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+    # a model folder exports the same graph as the two files given directly
+    from elmo_fast.cli import build_parser
+    from elmo_fast.export.cli import _model_files
+
+    assert _model_files(build_parser().parse_args([*args, "--model", str(folder)])) == (folder / "options.json", folder / "weights.hdf5")
+
+
+def test_converted_lexicon_model_exports_and_matches_eager(tmp_path):
+    """A model converted from ELMoForManyLangs (lexicon ids, 51 wide, word_proj table) exports from
+    the weights of its ElmoEmbedder; ONNX Runtime on its lexicon ids equals the eager embedder."""
+    from pathlib import Path
+
+    from elmo_fast.export import export_onnx
+    from elmo_fast.models.manylangs import convert_manylangs
+
+    fixture = Path(__file__).parent / "fixtures" / "manylangs_tiny"
+    files = convert_manylangs(fixture / "words", tmp_path / "words")
+    eager = ElmoEmbedder(*files, state="zero", backend="ref")
+    assert eager.elmo_bilm.options.n_words and eager.elmo_bilm.options.id_width == 51
+    path = export_onnx(tmp_path / "words.onnx", eager.elmo_bilm.weights(), check=False)
+    batch = [["the", "cat", "zzqx"], ["a"], ["naïve", "東京", "🙂", "straße", "x"]]
+    ids = eager.elmo_bilm.batch_to_ids(batch)
+    assert ids.shape[-1] == 51
+    embeddings, mask = run_onnx(onnx_session(path, threads=1), ids)
+    expected, expected_mask = eager.batch_to_embeddings(batch)
+    assert torch.equal(mask, expected_mask)
+    assert_close(embeddings, expected, what="ONNX Runtime vs eager ref on a converted lexicon model")

@@ -1,7 +1,7 @@
 """Gradients of the reference ops and of ``Elmo(requires_grad=True)`` against float64 finite differences."""
 from __future__ import annotations
 
-import importlib
+import functools
 
 import pytest
 import torch
@@ -86,20 +86,20 @@ def test_elmo_requires_grad_matches_finite_differences():
     assert gradcheck(run, inputs, fast_mode=True)
 
 
-# The GPU backends' wrappers are plain Python: on CPU tensors that need gradients they must hand the
-# call to the differentiable reference (and say so) before touching any GPU kernel.
-def _fast_lstmp_wrappers():
-    lstmp_ops = importlib.import_module("elmo_fast.ops.lstmp")
+# The GPU backends' implementations are plain Python: on CPU tensors that need gradients the registry
+# must hand the call to the differentiable reference (and say so) before touching any GPU kernel.
+def _gpu_lstmp(backend):
+    from elmo_fast.ops import lstmp as lstmp_ops
 
-    return {"cuda": lstmp_ops._lstmp_compiled, "triton": lstmp_ops._lstmp_triton}
+    return {"cuda": lstmp_ops.lstmp_cuda, "triton": lstmp_ops.lstmp_triton}[backend]
 
 
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 def test_gpu_lstmp_wrappers_fall_back_to_ref_for_gradients(backend, monkeypatch):
-    from elmo_fast.ops import _cpp
+    from elmo_fast.ops import registry
+    from elmo_fast.ops.lstmp import lstmp
 
-    monkeypatch.setattr(_cpp, "_WARNED", set())
-    wrapper = _fast_lstmp_wrappers()[backend]
+    monkeypatch.setattr(registry, "_WARNED", set())
     base = random_lstm_inputs(2, 3, 4, 3, 4, seed=5, dtype=torch.float64, lengths=[4, 1, 3])
 
     def grads(fn):
@@ -109,8 +109,9 @@ def test_gpu_lstmp_wrappers_fall_back_to_ref_for_gradients(backend, monkeypatch)
         (out.sum() + h_n.square().sum() + c_n.sum()).backward()
         return [args[k].grad for k in ("x", "w_hh", "c0")]
 
-    with pytest.warns(UserWarning, match=f"backend '{backend}' runs lstmp with the 'ref' implementation because gradients"):
-        got = grads(wrapper)
+    with registry.temporarily_registered("lstmp", backend, _gpu_lstmp(backend)):
+        with pytest.warns(UserWarning, match=f"backend '{backend}' runs lstmp with the 'ref' implementation because gradients"):
+            got = grads(functools.partial(lstmp, backend=backend))
     expected = grads(lstmp_ref)
     for g, e in zip(got, expected):
         assert g is not None and torch.equal(g, e)
@@ -123,7 +124,8 @@ def test_gpu_lstmp_wrappers_use_the_kernel_without_gradients(backend, monkeypatc
     import types
     import warnings
 
-    lstmp_ops = importlib.import_module("elmo_fast.ops.lstmp")
+    from elmo_fast.ops import lstmp as lstmp_ops
+    from elmo_fast.ops import registry
 
     calls = []
 
@@ -138,22 +140,23 @@ def test_gpu_lstmp_wrappers_use_the_kernel_without_gradients(backend, monkeypatc
         monkeypatch.setattr(lstmp_ops, "torch", ops)
     base = random_lstm_inputs(1, 2, 3, 3, 4, seed=2)
     args = [base[k].requires_grad_(k == "w_hh") for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj")]
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert _fast_lstmp_wrappers()[backend](*args) == "kernel"
+    with registry.temporarily_registered("lstmp", backend, _gpu_lstmp(backend)):
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert lstmp_ops.lstmp(*args, backend=backend) == "kernel"
     assert len(calls) == 1
 
 
 def test_gpu_token_encoder_fallback_is_visible(monkeypatch):
-    from elmo_fast.ops import _cpp
-    from elmo_fast.ops.token_encoder import _token_encoder_triton
+    from elmo_fast.ops import registry
+    from elmo_fast.ops.token_encoder import token_encoder
 
-    monkeypatch.setattr(_cpp, "_WARNED", set())
+    monkeypatch.setattr(registry, "_WARNED", set())
     weights = random_weights(TINY, seed=3, scale=1.0).char_cnn
     weights.proj_weight.requires_grad_(True)
     ids = batch_to_ids([["a", "Hello"]])[0]
     with pytest.warns(UserWarning, match="backend 'triton' runs token_encoder with the 'ref'"):
-        out = _token_encoder_triton(ids, weights)
+        out = token_encoder(ids, weights, backend="triton")
     out.sum().backward()
     got = weights.proj_weight.grad.clone()
     weights.proj_weight.grad = None

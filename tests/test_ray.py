@@ -15,7 +15,7 @@ from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close, random_sentenc
 
 from elmo_fast import ElmoEmbedder
 from elmo_fast.cli import main
-from elmo_fast.distributed import RayJobFailed, embed_file_ray, input_files
+from elmo_fast.jobs import RayJobFailed, embed_file_ray, input_files
 
 MODEL = ["--options", str(FIXTURE_OPTIONS), "--weights", str(FIXTURE_WEIGHTS)]
 BATCH, SEGMENT = 8, 40

@@ -17,7 +17,7 @@ from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close, random_sentenc
 import elmo_fast.reference.lstmp as lstmp_module
 import elmo_fast.reference.token_encoder as encoder_module
 from elmo_fast import Elmo, ElmoEmbedder, batch_to_ids
-from elmo_fast.embed_job import ResumeError
+from elmo_fast.jobs import ResumeError
 
 MODEL = ["--options", str(FIXTURE_OPTIONS), "--weights", str(FIXTURE_WEIGHTS)]
 
@@ -160,7 +160,7 @@ def test_empty_batches():
 
 @pytest.mark.parametrize("shape", [(3, None, 4), (None, 4)], ids=["all", "top"])
 def test_segment_file_round_trip(tmp_path, shape):
-    from elmo_fast.embed_job import _read_segment, _write_segment, segment_complete
+    from elmo_fast.jobs.segments import read_segment, segment_complete, write_segment
 
     rng = np.random.default_rng(0)
     records = [
@@ -168,17 +168,17 @@ def test_segment_file_round_trip(tmp_path, shape):
         for i, n in enumerate([3, 1, 7, 2])
     ]
     path = tmp_path / "segment-000000.h5"
-    _write_segment(path, records, None)
+    write_segment(path, records, None)
     assert segment_complete(path)
-    back = list(_read_segment(path))
+    back = list(read_segment(path))
     assert [(k, s) for k, s, _ in back] == [(k, s) for k, s, _ in records]
     assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(back, records))
-    _write_segment(path, [], None)
-    assert segment_complete(path) and list(_read_segment(path)) == []
+    write_segment(path, [], None)
+    assert segment_complete(path) and list(read_segment(path)) == []
 
 
 def test_segment_of_another_format_is_recomputed(tmp_path):
-    from elmo_fast.embed_job import segment_complete
+    from elmo_fast.jobs.segments import segment_complete
 
     path = tmp_path / "segment-000000.h5"
     with h5py.File(path, "w") as f:  # the layout of an older elmo_fast: one dataset per sentence
@@ -305,7 +305,7 @@ def test_bad_limits_and_iterables_fail_at_the_call():
 def test_merge_reopening_the_output_changes_nothing(tmp_path, monkeypatch):
     """The merge closes and reopens the output every MERGE_REOPEN_EVERY datasets (bounded HDF5
     metadata memory): with a tiny interval the file holds exactly what one handle writes."""
-    import elmo_fast.embed_job as embed_job
+    import elmo_fast.jobs.segments as segments
 
     sentences = [s for s in random_sentences(30, seed=41, max_len=6) if s]
     text = tmp_path / "in.txt"
@@ -320,7 +320,7 @@ def test_merge_reopening_the_output_changes_nothing(tmp_path, monkeypatch):
             reopened.append(path)
         return real_file(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(embed_job, "MERGE_REOPEN_EVERY", 4)
+    monkeypatch.setattr(segments, "MERGE_REOPEN_EVERY", 4)
     monkeypatch.setattr(h5py, "File", counting_file)
     embedder.embed_file(text, tmp_path / "reopened.hdf5", batch_size=4)
     monkeypatch.undo()

@@ -5,7 +5,7 @@ import pytest
 import torch
 from utils import TRITON_DEVICE, TRITON_SKIP_REASON, assert_close, random_lstm_inputs
 
-from elmo_fast.ops import lstmp
+from elmo_fast.ops.lstmp import lstmp
 from elmo_fast.reference import lstmp_ref
 
 pytestmark = pytest.mark.skipif(TRITON_DEVICE is None, reason=TRITON_SKIP_REASON)
@@ -100,6 +100,7 @@ def test_final_state_is_optional():
 
 def test_cached_static_path_reuses_buffers_without_stale_state():
     from elmo_fast.kernels import lstmp as kernel
+    from elmo_fast.ops.registry import WEIGHT_CACHE
 
     kernel.clear_graph_cache()
     first = _inputs("mixed_with_empty_row", seed=21, initial_state=True)
@@ -110,7 +111,7 @@ def test_cached_static_path_reuses_buffers_without_stale_state():
     for inp in (first, second, first):
         for got, want in zip(_triton(inp, residual=True, cuda_graph=True, **CLIPS), _reference(inp, residual=True, **CLIPS)):
             assert_close(got, want, torch.float32, "static path")
-    assert len(kernel._STATIC) == 1
+    assert WEIGHT_CACHE.count(kernel.GRAPH_FAMILY) == 1
     kernel.clear_graph_cache()
 
 

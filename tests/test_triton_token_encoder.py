@@ -7,7 +7,7 @@ import pytest
 import torch
 from utils import TRITON_DEVICE, TRITON_SKIP_REASON, assert_close
 
-from elmo_fast.ops import token_encoder
+from elmo_fast.ops.token_encoder import token_encoder
 from elmo_fast.reference import char_cnn_ref, highway_ref, token_encoder_ref
 from elmo_fast.weights import CharCNNWeights, ElmoOptions, random_weights
 
@@ -89,7 +89,7 @@ def test_token_encoder_bf16_close_to_fp32_reference():
 
 
 def test_packed_weights_follow_in_place_updates():
-    from elmo_fast.kernels.char_cnn import packed_conv_weights
+    from elmo_fast.ops.token_encoder import packed_conv_weights
 
     cnn = _weights()
     before = packed_conv_weights(cnn.conv_weights, cnn.conv_biases, torch.float32)
@@ -103,15 +103,12 @@ def test_packed_weights_follow_in_place_updates():
 
 @pytest.mark.parametrize("triton_loaded", [True, False])
 def test_cuda_backend_encodes_with_triton_else_reference(monkeypatch, triton_loaded):
-    import importlib
-
     from elmo_fast import _backends
-
-    op_module = importlib.import_module("elmo_fast.ops.token_encoder")
+    from elmo_fast.ops.token_encoder import token_encoder_cuda
     monkeypatch.setattr(_backends, "probe", lambda name: (triton_loaded, "test"))
     cnn = _weights()
     ids = _char_ids(7, seed=5)
-    got = op_module._IMPLS["cuda"](ids, cnn)
+    got = token_encoder_cuda(ids, cnn)
     want = token_encoder_ref(ids, cnn)
     if triton_loaded:
         assert_close(got, want, torch.float32)

@@ -20,7 +20,7 @@ import elmo_fast._C  # noqa: F401  (registers torch.ops.elmo_fast)
 from elmo_fast import ElmoEmbedder, batch_to_ids
 from elmo_fast.cli import main as cli_main
 from elmo_fast.modules import BiLm
-from elmo_fast.ops.lstmp import _pack_gates, lstmp, lstmp_cpp
+from elmo_fast.ops.lstmp import _pack_gates, lstmp
 from elmo_fast.reference import lstmp_ref
 from elmo_fast.reference.quantize import INT8_MAX, dequantize, int8_columns
 from elmo_fast.weights import load_weights
@@ -69,7 +69,7 @@ def test_cpp_matches_reference_on_stored_weights(precision, dirs, batch, width, 
     inputs = random_lstm_inputs(dirs, batch, width, proj, cell, seed=batch * 7 + cell)
     kw = dict(cell_clip=3.0, proj_clip=3.0, residual=True)
     with torch.no_grad():
-        got = lstmp_cpp(*_args(inputs), **kw, weight_precision=precision)
+        got = lstmp(*_args(inputs), **kw, weight_precision=precision, backend="cpp")
         through_dispatch = lstmp(*_args(inputs), **kw, backend="cpp", weight_precision=precision)
         emulated = lstmp(*_args(inputs), **kw, backend="ref", weight_precision=precision)
         fp32 = lstmp_ref(*_args(inputs), **kw)
@@ -179,7 +179,7 @@ def test_portable_kernels_for_reduced_weights():
     script = textwrap.dedent(
         """
         import torch
-        from elmo_fast.ops.lstmp import lstmp_cpp
+        from elmo_fast.ops.lstmp import lstmp
         from elmo_fast.reference import lstmp_ref
         from elmo_fast.reference.quantize import dequantize
         from utils import assert_close, random_lstm_inputs
@@ -187,7 +187,7 @@ def test_portable_kernels_for_reduced_weights():
         x, lengths, w_ih, w_hh, bias, w_proj, h0, c0 = [inputs[k] for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")]
         with torch.no_grad():
             for precision in ("bf16", "int8"):
-                got = lstmp_cpp(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=3.0, proj_clip=3.0, residual=True, weight_precision=precision)
+                got = lstmp(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=3.0, proj_clip=3.0, residual=True, weight_precision=precision, backend="cpp")
                 d = [dequantize(w, precision) for w in (w_ih, w_hh, w_proj)]
                 want = lstmp_ref(x, lengths, d[0], d[1], bias, d[2], h0, c0, cell_clip=3.0, proj_clip=3.0, residual=True)
                 for g, r in zip(got, want):

@@ -345,6 +345,50 @@ std::optional<float> clip_value(std::optional<double> clip) {
   return static_cast<float>(*clip);
 }
 
+// Shapes of one call: x (D, B, T, Pin), weights and state as the schema says (csrc/ops.h).
+void check_lstmp_shapes(const at::Tensor& x, const at::Tensor& lengths, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                        const at::Tensor& bias, const at::Tensor& w_proj, const std::optional<at::Tensor>& h0,
+                        const std::optional<at::Tensor>& c0, bool residual) {
+  TORCH_CHECK(x.dim() == 4, "lstmp: x must be (D, B, T, Pin), got ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "lstmp: the cpp backend runs float32, got ", x.scalar_type());
+  const int64_t dirs = x.size(0), batch = x.size(1), in_dim = x.size(3);
+  TORCH_CHECK(w_proj.dim() == 3, "lstmp: w_proj must be (D, C, P), got ", w_proj.sizes());
+  const int64_t cell = w_proj.size(1), proj = w_proj.size(2), gates = 4 * cell;
+  check_weight(w_ih, "w_ih", {dirs, in_dim, gates});
+  check_weight(w_hh, "w_hh", {dirs, proj, gates});
+  check_weight(bias, "bias", {dirs, gates});
+  check_weight(w_proj, "w_proj", {dirs, cell, proj});
+  TORCH_CHECK(lengths.dim() == 1 && lengths.size(0) == batch, "lstmp: lengths must be (B,) = (", batch, "), got ", lengths.sizes());
+  TORCH_CHECK(!residual || in_dim == proj, "lstmp: residual needs input width ", in_dim, " == projection width ", proj);
+  if (h0) {
+    check_weight(*h0, "h0", {dirs, batch, proj});
+  }
+  if (c0) {
+    check_weight(*c0, "c0", {dirs, batch, cell});
+  }
+}
+
+// Inputs in step order: xp[d, offset[s] + r] is what sorted row r reads at step s. [D, N, Pin]
+at::Tensor gather_step_inputs(const at::Tensor& x, const Schedule& sch) {
+  const int64_t dirs = x.size(0), batch = x.size(1), width = x.size(2), in_dim = x.size(3);
+  const int64_t total = sch.total, steps = static_cast<int64_t>(sch.active.size());
+  const at::Tensor xc = x.contiguous();
+  const float* p_x = xc.data_ptr<float>();
+  at::Tensor xp = at::empty({dirs, total, in_dim}, x.options());
+  float* p_xp = xp.data_ptr<float>();
+  at::parallel_for(0, steps, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      for (int64_t d = 0; d < dirs; ++d) {
+        for (int64_t r = 0; r < sch.active[s]; ++r) {
+          const int64_t src = ((d * batch + sch.perm[r]) * width + position(d, s, sch.length[r])) * in_dim;
+          std::memcpy(p_xp + (d * total + sch.offset[s] + r) * in_dim, p_x + src, sizeof(float) * in_dim);
+        }
+      }
+    }
+  });
+  return xp;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
     const at::Tensor& x,
     const at::Tensor& lengths,
@@ -363,23 +407,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
     const std::optional<at::Tensor>& w_ih_scale,
     const std::optional<at::Tensor>& w_hh_scale,
     const std::optional<at::Tensor>& w_proj_scale) {
-  TORCH_CHECK(x.dim() == 4, "lstmp: x must be (D, B, T, Pin), got ", x.sizes());
-  TORCH_CHECK(x.scalar_type() == at::kFloat, "lstmp: the cpp backend runs float32, got ", x.scalar_type());
+  check_lstmp_shapes(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, residual);
   const int64_t dirs = x.size(0), batch = x.size(1), width = x.size(2), in_dim = x.size(3);
-  TORCH_CHECK(w_proj.dim() == 3, "lstmp: w_proj must be (D, C, P), got ", w_proj.sizes());
-  const int64_t cell = w_proj.size(1), proj = w_proj.size(2), gates = 4 * cell;
-  check_weight(w_ih, "w_ih", {dirs, in_dim, gates});
-  check_weight(w_hh, "w_hh", {dirs, proj, gates});
-  check_weight(bias, "bias", {dirs, gates});
-  check_weight(w_proj, "w_proj", {dirs, cell, proj});
-  TORCH_CHECK(lengths.dim() == 1 && lengths.size(0) == batch, "lstmp: lengths must be (B,) = (", batch, "), got ", lengths.sizes());
-  TORCH_CHECK(!residual || in_dim == proj, "lstmp: residual needs input width ", in_dim, " == projection width ", proj);
-  if (h0) {
-    check_weight(*h0, "h0", {dirs, batch, proj});
-  }
-  if (c0) {
-    check_weight(*c0, "c0", {dirs, batch, cell});
-  }
+  const int64_t cell = w_proj.size(1), proj = w_proj.size(2);
   // Weights as 16-column panels, per gate for w_ih and w_hh ([D, 4, Cp / 16, Pin or P, 16]) and
   // [D, Pp / 16, C, 16] for w_proj. The caller normally passes them packed once; otherwise they are
   // packed here, for this call. Packed weights may be stored in bf16, or int8 with per-column scales
@@ -397,7 +427,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
 
   const Schedule sch = make_schedule(lengths, width);
   const int64_t total = sch.total;
-  const int64_t steps = static_cast<int64_t>(sch.active.size());
   const auto opts = x.options();
   at::Tensor out = at::zeros({dirs, batch, width, proj}, opts);
   at::Tensor h_n = h0 ? h0->contiguous().clone() : at::zeros({dirs, batch, proj}, opts);
@@ -405,22 +434,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
   if (total == 0) {
     return {out, h_n, c_n};
   }
-  const at::Tensor xc = x.contiguous(), bi = bias.contiguous();
-  const float* p_x = xc.data_ptr<float>();
-
-  // Inputs in step order: xp[d, offset[s] + r] is what sorted row r reads at step s. [D, N, Pin]
-  at::Tensor xp = at::empty({dirs, total, in_dim}, opts);
-  float* p_xp = xp.data_ptr<float>();
-  at::parallel_for(0, steps, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t s = begin; s < end; ++s) {
-      for (int64_t d = 0; d < dirs; ++d) {
-        for (int64_t r = 0; r < sch.active[s]; ++r) {
-          const int64_t src = ((d * batch + sch.perm[r]) * width + position(d, s, sch.length[r])) * in_dim;
-          std::memcpy(p_xp + (d * total + sch.offset[s] + r) * in_dim, p_x + src, sizeof(float) * in_dim);
-        }
-      }
-    }
-  });
+  const at::Tensor bi = bias.contiguous();
+  const at::Tensor xp = gather_step_inputs(x, sch);
+  const float* p_xp = xp.data_ptr<float>();
 
   // State in sorted row order. [D, B, P], [D, B, C]
   at::Tensor h = at::empty({dirs, batch, proj}, opts);

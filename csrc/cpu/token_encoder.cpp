@@ -83,6 +83,41 @@ ELMO_FAST_ISA_CLONES void max_bias_act(const MaxArgs& a) {
   }
 }
 
+// One group per conv weight (its width, first filter and count), after checking the weights.
+std::vector<FilterGroup> filter_groups(at::TensorList conv_weights, at::TensorList conv_biases, int64_t dim, int64_t slots) {
+  std::vector<FilterGroup> groups;
+  int64_t filters = 0;
+  for (size_t i = 0; i < conv_weights.size(); ++i) {
+    const at::Tensor& w = conv_weights[i];
+    TORCH_CHECK(w.dim() == 3 && w.size(1) == dim && w.scalar_type() == at::kFloat, "char_cnn: conv weight ", i, " must be float32 (n, ", dim, ", w), got ", w.sizes());
+    TORCH_CHECK(w.size(2) >= 1 && w.size(2) <= slots, "char_cnn: filter width ", w.size(2), " does not fit ", slots, " slots");
+    TORCH_CHECK(conv_biases[i].numel() == w.size(0), "char_cnn: conv bias ", i, " must have ", w.size(0), " values");
+    groups.push_back({w.size(2), filters, w.size(0)});
+    filters += w.size(0);
+  }
+  return groups;
+}
+
+// im2col for rows r0 .. r1: window (r, s) holds the embeddings of slots s .. s + wmax - 1 (zero past the end).
+void fill_windows(const int64_t* p_ids, int64_t slots, int64_t r0, int64_t r1, const int64_t* last_start,
+                  const float* p_embed, int64_t dim, int64_t wmax, float* cols) {
+  const int64_t k = wmax * dim;
+  int64_t windows = 0;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t* row = p_ids + r * slots;
+    for (int64_t s = 0; s <= last_start[r - r0]; ++s, ++windows) {
+      float* dst = cols + windows * k;
+      for (int64_t j = 0; j < wmax; ++j) {
+        if (s + j < slots) {
+          std::memcpy(dst + j * dim, p_embed + row[s + j] * dim, sizeof(float) * dim);
+        } else {
+          std::memset(dst + j * dim, 0, sizeof(float) * dim);
+        }
+      }
+    }
+  }
+}
+
 at::Tensor char_cnn_cpu(
     const at::Tensor& char_ids,
     const at::Tensor& char_embed,
@@ -96,16 +131,11 @@ at::Tensor char_cnn_cpu(
   const int64_t rows = char_ids.size(0), slots = char_ids.size(1);
   const int64_t vocab = char_embed.size(0), dim = char_embed.size(1);
 
-  std::vector<FilterGroup> groups;
+  const std::vector<FilterGroup> groups = filter_groups(conv_weights, conv_biases, dim, slots);
   int64_t filters = 0, wmax = 0;
-  for (size_t i = 0; i < conv_weights.size(); ++i) {
-    const at::Tensor& w = conv_weights[i];
-    TORCH_CHECK(w.dim() == 3 && w.size(1) == dim && w.scalar_type() == at::kFloat, "char_cnn: conv weight ", i, " must be float32 (n, ", dim, ", w), got ", w.sizes());
-    TORCH_CHECK(w.size(2) >= 1 && w.size(2) <= slots, "char_cnn: filter width ", w.size(2), " does not fit ", slots, " slots");
-    TORCH_CHECK(conv_biases[i].numel() == w.size(0), "char_cnn: conv bias ", i, " must have ", w.size(0), " values");
-    groups.push_back({w.size(2), filters, w.size(0)});
-    filters += w.size(0);
-    wmax = std::max(wmax, w.size(2));
+  for (const FilterGroup& g : groups) {
+    filters += g.count;
+    wmax = std::max(wmax, g.width);
   }
   const auto opts = char_embed.options();
   at::Tensor out = at::empty({rows, filters}, opts);
@@ -150,21 +180,7 @@ at::Tensor char_cnn_cpu(
       }
       cols.resize(std::max<size_t>(cols.size(), windows * k));
       y.resize(std::max<size_t>(y.size(), windows * filters_p));
-      // im2col: window (r, s) holds the embeddings of slots s .. s + wmax - 1 (zero past the end).
-      windows = 0;
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t* row = p_ids + r * slots;
-        for (int64_t s = 0; s <= last_start[r - r0]; ++s, ++windows) {
-          float* dst = cols.data() + windows * k;
-          for (int64_t j = 0; j < wmax; ++j) {
-            if (s + j < slots) {
-              std::memcpy(dst + j * dim, p_embed + row[s + j] * dim, sizeof(float) * dim);
-            } else {
-              std::memset(dst + j * dim, 0, sizeof(float) * dim);
-            }
-          }
-        }
-      }
+      fill_windows(p_ids, slots, r0, r1, last_start.data(), p_embed, dim, wmax, cols.data());
       packed_gemm(cols.data(), k, windows, p_w, filters_p / kPanel, k, y.data(), filters_p);
       int64_t first = 0;
       for (int64_t r = r0; r < r1; ++r) {

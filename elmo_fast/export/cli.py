@@ -1,7 +1,7 @@
 """``elmo-fast export-onnx``: the zero-state model as one ONNX graph.
 
-:func:`add_export_commands` adds it to the ``elmo-fast`` parser; it sets ``handler`` to the function
-that runs it and returns the exit status.
+:func:`add_export_onnx_command` is its adder (listed in :data:`elmo_fast.cli.COMMANDS`, the
+convention of :mod:`elmo_fast.commands`); the handler returns the exit status.
 """
 from __future__ import annotations
 
@@ -9,44 +9,63 @@ import argparse
 import sys
 from pathlib import Path
 
+from elmo_fast.commands import CliError, add_command
+from elmo_fast.weights import WeightFileError
 
-def add_export_commands(sub: argparse._SubParsersAction) -> None:
+
+def _errors() -> tuple[type[BaseException], ...]:
+    # OnnxUnavailable is a RuntimeError: listed without importing torch.onnx at parser build time
+    from elmo_fast.export.onnx import OnnxUnavailable
+
+    return (OnnxUnavailable, WeightFileError, ValueError, OSError)
+
+
+def add_export_onnx_command(sub: argparse._SubParsersAction) -> None:
     """Add the ``export-onnx`` subcommand to ``sub``."""
-    cmd = sub.add_parser(
+    cmd = add_command(
+        sub,
         "export-onnx",
+        _export_onnx,
+        errors=_errors(),
         help="export the zero-state model as one ONNX graph (char_ids -> embeddings, mask), pip install 'elmo_fast[onnx]'",
         description="Write OUTPUT, an ONNX graph of the model with state zero: input char_ids int64 (batch, tokens, 50) "
-        "as batch_to_ids makes them; outputs embeddings float32 (batch, L + 1, tokens, 2P) as "
+        "as batch_to_ids makes them (a model converted from ELMoForManyLangs: its lexicon's ids, as "
+        "BiLm.batch_to_ids makes them); outputs embeddings float32 (batch, L + 1, tokens, 2P) as "
         "ElmoEmbedder.batch_to_embeddings returns them (padding positions 0) and mask bool (batch, tokens). "
-        "Batch size and sentence length are dynamic. Without --options/--weights the bundled default model is used.",
+        "Batch size and sentence length are dynamic. Without --model or --options/--weights the bundled "
+        "default model is used.",
     )
     cmd.add_argument("output", type=Path, help="the .onnx file to write")
-    # Model selection: --options/--weights, or neither for the bundled model. A named-model option
-    # (--model NAME) resolves to these two files and goes through the same _weights() below.
     cmd.add_argument("--options", "--options-file", dest="options", type=Path, help="options.json of the model")
     cmd.add_argument("--weights", "--weight-file", dest="weights", type=Path, help="weights.hdf5 of the model")
+    cmd.add_argument("--model", default=None, help="a model name (`elmo-fast models list`) or folder, fetched on first use")
+    cmd.add_argument("--offline", action="store_true", help="with --model: no network, use the cache only")
     cmd.add_argument("--opset", type=int, default=None, help="ONNX opset (default: elmo_fast.export.onnx.OPSET)")
     cmd.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     cmd.add_argument("--no-check", action="store_true", help="skip onnx.checker on the written file")
-    cmd.set_defaults(handler=_export_onnx)
 
 
-def _weights(args: argparse.Namespace):
-    from elmo_fast.export.onnx import model_weights
+def _model_files(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """``(options, weights)`` from --options/--weights or --model (both None: the bundled model)."""
+    if (args.options is None) != (args.weights is None):
+        raise CliError("give both --options and --weights, or neither (bundled default model)")
+    if args.offline and args.model is None:
+        raise CliError("--offline goes with --model")
+    if args.model is None:
+        return args.options, args.weights
+    if args.options is not None:
+        raise CliError("give --model or --options/--weights, not both")
+    from elmo_fast.models import resolve
 
-    return model_weights(args.options, args.weights)
+    return resolve(args.model, offline=args.offline or None)
 
 
 def _export_onnx(args: argparse.Namespace) -> int:
-    from elmo_fast.export.onnx import OPSET, OnnxUnavailable, export_onnx
-    from elmo_fast.weights import WeightFileError
+    from elmo_fast.export.onnx import OPSET, export_onnx, model_weights
 
-    try:
-        if args.output.exists() and not args.overwrite:
-            raise ValueError(f"{args.output} exists; pass --overwrite to replace it")
-        path = export_onnx(args.output, _weights(args), opset=args.opset or OPSET, check=not args.no_check)
-    except (OnnxUnavailable, WeightFileError, ValueError, OSError) as exc:
-        print(f"elmo-fast export-onnx: error: {exc}", file=sys.stderr)
-        return 2
+    if args.output.exists() and not args.overwrite:
+        raise CliError(f"{args.output} exists; pass --overwrite to replace it")
+    weights = model_weights(*_model_files(args))
+    path = export_onnx(args.output, weights, opset=args.opset or OPSET, check=not args.no_check)
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -6,7 +6,9 @@ exporter (``dynamo=False``) is deprecated in torch 2.13 and would need the time 
 scripted loop; the dynamo exporter translates the graph's ``scan`` into one ONNX ``Scan`` node per
 biLSTM layer, so batch size and sentence length stay dynamic.
 
-The ONNX graph has one input, ``char_ids`` int64 ``(batch, tokens, 50)``, and two outputs,
+The ONNX graph has one input, ``char_ids`` int64 ``(batch, tokens, 50)`` (for a model converted
+from ELMoForManyLangs: its lexicon's ids, ``(batch, tokens, options.id_width)``, as
+``BiLm.batch_to_ids`` makes them), and two outputs,
 ``embeddings`` float32 ``(batch, L + 1, tokens, 2P)`` (padding positions 0) and ``mask`` bool
 ``(batch, tokens)``.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 import torch
 
 from elmo_fast.export.graph import EmbeddingsGraph
-from elmo_fast.weights import ElmoWeights, PathLike, load_weights
+from elmo_fast.weights import ElmoOptions, ElmoWeights, PathLike, load_weights
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +58,19 @@ def model_weights(options_file: PathLike | None = None, weight_file: PathLike | 
     return load_weights(options_file, weight_file)
 
 
-def example_char_ids(batch: int = 2, tokens: int = 3) -> torch.Tensor:
-    """Character ids of a small mixed-length batch, the example input the exporter traces with."""
-    from elmo_fast import batch_to_ids
+def example_char_ids(batch: int = 2, tokens: int = 3, options: ElmoOptions | None = None) -> torch.Tensor:
+    """Character ids of a small mixed-length batch, the example input the exporter traces with.
 
+    For a model with a character lexicon (``options.lexicon_file``, converted from ELMoForManyLangs)
+    the ids are its lexicon's, ``(batch, tokens, options.id_width)``; otherwise bilm-tf's.
+    """
     sentences = [["word"] * tokens] + [["a"] * max(1, tokens - 1 - k) for k in range(batch - 1)]
+    if options is not None and options.lexicon_file is not None:
+        from elmo_fast.reference.lexicon_ids import load_lexicon
+
+        return load_lexicon(options.lexicon_file, options.bos_ids, options.eos_ids).batch_to_ids(sentences)
+    from elmo_fast.inputs import batch_to_ids
+
     return batch_to_ids(sentences)
 
 
@@ -85,7 +95,7 @@ def export_onnx(
     with torch.no_grad():
         program = torch.onnx.export(
             model,
-            (example_char_ids(),),
+            (example_char_ids(options=weights.options),),
             input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),
             dynamic_shapes=({0: batch, 1: tokens},),

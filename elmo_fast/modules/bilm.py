@@ -8,17 +8,17 @@ import torch
 from torch import nn
 
 from elmo_fast import _backends
-from elmo_fast.modules.token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache
-from elmo_fast.ops import lstmp, token_encoder
-from elmo_fast.ops._cpp import weight_stamp
+from elmo_fast.modules.runtime import DEFAULT_MAX_SENTENCE_LENGTH, STATES, RuntimeOptions, check_state
+from elmo_fast.modules.token_cache import TokenCache
 from elmo_fast.ops.char_ids import char_ids
-from elmo_fast.ops.token_encoder import ROW_EXACT
+from elmo_fast.ops.lstmp import lstmp
+from elmo_fast.ops.registry import weight_stamp
+from elmo_fast.ops.token_encoder import ROW_EXACT, token_encoder
 from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
-from elmo_fast.reference.quantize import check_weight_precision
-from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, batch_to_ids_ref, length_mask
+from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, length_mask
 from elmo_fast.weights import ElmoWeights
 
-STATES: tuple[str, ...] = ("carry", "zero", "warm")
+__all__ = ["DEFAULT_MAX_SENTENCE_LENGTH", "NUM_CHAR_IDS", "STATES", "WARMUP_TEXT", "BiLm", "check_state"]
 
 # The built-in text that warms the LSTM state for state="warm": plain, neutral English prose read
 # sentence by sentence from zero state, as a stateful AllenNLP model would have read it.
@@ -32,16 +32,8 @@ WARMUP_TEXT: tuple[str, ...] = (
     "Local people say that the best time to visit is early in the autumn , when the weather is mild .",
     "The museum tells the story of the first families and of the trade that made the town rich .",
 )
-DEFAULT_MAX_SENTENCE_LENGTH: int = 100_000
 # Character ids are bytes + 1 plus the begin/end-of-word and padding symbols: 0 <= id < 262.
 NUM_CHAR_IDS: int = 262
-
-
-def check_state(state: str) -> str:
-    """Validate a ``state=`` argument."""
-    if state not in STATES:
-        raise ValueError(f"state must be one of {', '.join(repr(s) for s in STATES)}, not {state!r}")
-    return state
 
 
 def _check_ids(ids: torch.Tensor, what: str, size: int, hint: str) -> None:
@@ -66,25 +58,15 @@ class BiLm(nn.Module):
     Args:
         weights: the model, e.g. from :func:`elmo_fast.weights.load_weights`.
         requires_grad: whether the biLM's parameters are trainable.
-        state: ``"carry"`` — AllenNLP's stateful behaviour: the final state of every batch row is
-            stored and the next call's row i starts from it (``reset_states()`` forgets it);
-            ``"zero"`` — every sentence starts from zero state, independent of the batch and of
-            earlier calls; ``"warm"`` — every sentence starts from one fixed state, reached by
-            reading :data:`WARMUP_TEXT` (computed once per set of weights): deterministic like
-            ``zero``, without its cold start.
-        backend: ``"auto"`` or a backend name (see :mod:`elmo_fast._backends`).
         vocab_to_cache: words whose token embeddings are computed once; ``forward`` then accepts
             ``word_inputs`` (ids into this list; id 0 is padding).
-        max_sentence_length: longer sentences are refused with a clear error. Working memory of
-            the ops is bounded (they process long inputs in chunks); the outputs themselves take
-            ``4 * (L + 1) * 2P`` bytes per token.
-        token_cache_size: capacity of the LRU cache of token embeddings across batches (0: off).
-            It serves repeated words without running the char-CNN again, and is used only where it
-            changes no number: a backend whose encoder is row-exact (``cpp``), and no gradients
-            needed. See :class:`~elmo_fast.modules.token_cache.TokenCache`.
-        weight_precision: storage of the biLSTM weights for inference: ``"fp32"`` (default),
-            ``"bf16"`` or ``"int8"`` (see :mod:`elmo_fast.reference.quantize`); read directly by the
-            ``cpp`` backend, emulated in float32 by the others. Not with ``requires_grad``.
+        runtime: the runtime options (:class:`~elmo_fast.modules.runtime.RuntimeOptions`); ``state``,
+            ``backend``, ``max_sentence_length``, ``token_cache_size`` and ``weight_precision`` given
+            as keywords override it (None: from ``runtime``, else its default). With ``state="warm"``
+            every sentence starts from the state reached by reading :data:`WARMUP_TEXT` (computed
+            once per set of weights). The token cache serves repeated words without running the
+            char-CNN again, only on a backend whose encoder is row-exact (``cpp``) and without
+            gradients. ``weight_precision`` other than ``"fp32"`` is not for ``requires_grad``.
     """
 
     def __init__(
@@ -92,32 +74,34 @@ class BiLm(nn.Module):
         weights: ElmoWeights,
         requires_grad: bool = False,
         *,
-        state: str = "carry",
-        backend: str = "auto",
+        state: str | None = None,
+        backend: str | None = None,
         vocab_to_cache: Sequence[str] | None = None,
-        max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
-        token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
-        weight_precision: str = "fp32",
+        max_sentence_length: int | None = None,
+        token_cache_size: int | None = None,
+        weight_precision: str | None = None,
+        runtime: RuntimeOptions | None = None,
     ) -> None:
         super().__init__()
-        self.weight_precision = check_weight_precision(weight_precision)
-        if requires_grad and weight_precision != "fp32":
-            raise ValueError(f"weight_precision={weight_precision!r} is for inference; use 'fp32' with requires_grad=True")
-        if isinstance(max_sentence_length, bool) or not isinstance(max_sentence_length, int) or max_sentence_length < 1:
-            raise ValueError(f"max_sentence_length must be a positive integer, got {max_sentence_length!r}")
-        self.max_sentence_length = max_sentence_length
+        runtime = RuntimeOptions.merge(
+            runtime, state=state, backend=backend, max_sentence_length=max_sentence_length,
+            token_cache_size=token_cache_size, weight_precision=weight_precision,
+        )
+        if requires_grad and runtime.weight_precision != "fp32":
+            raise ValueError(f"weight_precision={runtime.weight_precision!r} is for inference; use 'fp32' with requires_grad=True")
+        self.runtime = runtime
+        self.weight_precision = runtime.weight_precision
+        self.max_sentence_length = runtime.max_sentence_length
         self.options = weights.options
-        self.state = check_state(state)
-        if backend != "auto" and backend not in _backends.BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(_backends.BACKENDS)} or 'auto'")
-        self.backend = backend
+        self.state = runtime.state
+        self.backend = runtime.backend
         for name, tensor in weights.tensors().items():
             self.register_parameter(name, nn.Parameter(tensor.detach().clone(), requires_grad=requires_grad))
         self._states: tuple[torch.Tensor, torch.Tensor] | None = None
         self._warm: tuple[tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
         self._word_embedding: torch.Tensor | None = None
         self._boundary_embedding: torch.Tensor | None = None
-        self.token_cache = TokenCache(token_cache_size) if token_cache_size else None
+        self.token_cache = TokenCache(runtime.token_cache_size) if runtime.token_cache_size else None
         if vocab_to_cache is not None:
             self.cache_vocab(vocab_to_cache)
 
@@ -130,6 +114,16 @@ class BiLm(nn.Module):
         """2P, the width of every returned layer."""
         return self.options.output_dim
 
+    def batch_to_ids(self, batch: Sequence[Sequence[str]]) -> torch.Tensor:
+        """This model's ids for a batch of tokenised sentences: bilm-tf's byte ids
+        (:func:`elmo_fast.batch_to_ids`), or for a model with a character lexicon (converted from
+        ELMoForManyLangs) its lexicon's ids, ``(B, T, options.id_width)``."""
+        if self.options.lexicon_file is None:
+            return char_ids(batch)
+        from elmo_fast.reference.lexicon_ids import load_lexicon
+
+        return load_lexicon(self.options.lexicon_file, self.options.bos_ids, self.options.eos_ids).batch_to_ids(batch)
+
     def weights(self) -> ElmoWeights:
         """The current parameters as an :class:`ElmoWeights` (shares storage; export with
         :func:`elmo_fast.weights.save_weights`)."""
@@ -139,6 +133,15 @@ class BiLm(nn.Module):
         """Forget the carried state: the next call starts every row from zero."""
         self._states = None
 
+    @property
+    def carried_state(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The state ``state="carry"`` hands to the next call: ``(h (L, rows, 2P), c (L, rows, 2C))`` or None."""
+        return self._states
+
+    @carried_state.setter
+    def carried_state(self, value: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        self._states = value
+
     def resolved_backend(self, device: torch.device) -> str:
         """The backend that runs on ``device`` for this module."""
         return _backends.resolve(self.backend, device)
@@ -146,6 +149,8 @@ class BiLm(nn.Module):
     @torch.no_grad()
     def cache_vocab(self, vocab: Sequence[str], batch_size: int = 512) -> None:
         """Precompute token embeddings for ``vocab`` (AllenNLP's ``vocab_to_cache``)."""
+        if self.options.lexicon_file is not None:
+            raise ValueError("vocab_to_cache is for bilm-tf character ids; this model reads a character lexicon")
         device = self.char_embed.device
         backend = self.resolved_backend(device)
         words = [BOS_TOKEN, EOS_TOKEN, *vocab]
@@ -181,21 +186,21 @@ class BiLm(nn.Module):
         if stale or self._warm[1].device != self.char_embed.device or self._warm[1].dtype != self.char_embed.dtype:
             h = c = None
             for sentence in WARMUP_TEXT:
-                out = self._run(batch_to_ids_ref([sentence.split()]), None, h, c)
+                out = self._run(self.batch_to_ids([sentence.split()]), None, h, c)
                 h, c = out.final_h, out.final_c
             self._warm = (versions, h, c)
         return self._warm[1], self._warm[2]
 
     def _use_token_cache(self, backend: str) -> bool:
         # Not under a tracer: the cache is Python state that changes with every batch.
-        if self.token_cache is None or backend not in ROW_EXACT or torch.compiler.is_compiling():
+        if self.token_cache is None or backend not in ROW_EXACT or self.options.n_words or torch.compiler.is_compiling():
             return False
         return not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
 
     def _embed_tokens_cached(self, char_ids: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Token embeddings with boundaries ``(B, T + 2, P)`` and their mask, through the token cache."""
         assert self.token_cache is not None
-        ids, mask = add_sentence_boundaries(char_ids, (char_ids > 0).any(dim=-1))
+        ids, mask = add_sentence_boundaries(char_ids, (char_ids > 0).any(dim=-1), self.options.bos_ids, self.options.eos_ids)
         unique, inverse = torch.unique(ids.reshape(-1, ids.shape[-1]), dim=0, return_inverse=True)
         cnn = self.weights().char_cnn
         stamp = tuple((id(p), *weight_stamp(p)) for n, p in self.named_parameters() if not n.startswith("lstm_"))
@@ -245,9 +250,14 @@ class BiLm(nn.Module):
         this call only. Ids of the wrong type, shape or range raise ``TypeError``/``ValueError``.
         """
         mode = check_state(state or self.state)
-        _check_ids(char_ids, "character ids", NUM_CHAR_IDS, "(see batch_to_ids)")
-        if char_ids.dim() != 3 or char_ids.shape[-1] != 50:
-            raise ValueError(f"character ids must have shape (B, T, 50), got {tuple(char_ids.shape)}")
+        width = self.options.id_width
+        if not isinstance(char_ids, torch.Tensor) or char_ids.dim() != 3 or char_ids.shape[-1] != width:
+            _check_ids(char_ids, "character ids", NUM_CHAR_IDS, "(see batch_to_ids)")
+            raise ValueError(f"character ids must have shape (B, T, {width}), got {tuple(char_ids.shape)}")
+        n_chars = self.options.n_characters if self.options.lexicon_file else NUM_CHAR_IDS
+        _check_ids(char_ids[..., :50], "character ids", n_chars, "(see BiLm.batch_to_ids)")
+        if self.options.n_words:
+            _check_ids(char_ids[..., 50], "word ids", self.options.n_words, "(see BiLm.batch_to_ids)")
         if word_inputs is not None and self._word_embedding is not None:
             _check_ids(word_inputs, "word_inputs", self._word_embedding.shape[0], "(ids into vocab_to_cache)")
             if word_inputs.dim() != 2 or word_inputs.shape[0] != char_ids.shape[0]:

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from elmo_fast import _backends
-from elmo_fast.modules.bilm import DEFAULT_MAX_SENTENCE_LENGTH, BiLm
-from elmo_fast.modules.token_cache import DEFAULT_TOKEN_CACHE_SIZE
+from elmo_fast.modules.bilm import BiLm
+from elmo_fast.modules.runtime import DEFAULT_MAX_SENTENCE_LENGTH, RuntimeOptions
 from elmo_fast.modules.scalar_mix import ScalarMix
+from elmo_fast.modules.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from elmo_fast.reference.char_ids import remove_sentence_boundaries
 from elmo_fast.weights import PathLike, load_weights
 
@@ -21,33 +22,32 @@ def load_bilm(
     weight_file: PathLike | None,
     *,
     requires_grad: bool = False,
-    state: str = "carry",
-    backend: str = "auto",
     vocab_to_cache: Sequence[str] | None = None,
-    device: torch.device | str | None = None,
-    max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
-    weight_precision: str = "fp32",
-    token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
+    runtime: RuntimeOptions | None = None,
+    **runtime_options: Any,
 ) -> BiLm:
-    """Build a :class:`BiLm` from files (both None: the bundled default model) on ``device``."""
-    if (options_file is None) != (weight_file is None):
-        raise ValueError("give both options_file and weight_file, or neither (for the bundled default model)")
+    """Build a :class:`BiLm` from files on ``runtime.device``: both None is the bundled default
+    model; a model name (or a folder) with ``weight_file=None`` is fetched by
+    :func:`elmo_fast.models.resolve`.
+
+    ``runtime`` (:class:`~elmo_fast.modules.runtime.RuntimeOptions`) says how it runs; its fields
+    given as keywords (``state="zero"``, ``backend="cpp"``, ...) override it.
+    """
+    runtime = RuntimeOptions.merge(runtime, **runtime_options)
+    if options_file is None and weight_file is not None:
+        raise ValueError("give both options_file and weight_file, a model name alone, or neither (bundled default model)")
     if options_file is None:
         from elmo_fast.default_model import default_model_files
 
         options_file, weight_file = default_model_files()
+    elif weight_file is None:
+        from elmo_fast.models import resolve
+
+        options_file, weight_file = resolve(options_file)
     weights = load_weights(options_file, weight_file)
-    bilm = BiLm(
-        weights,
-        requires_grad=requires_grad,
-        state=state,
-        backend=backend,
-        max_sentence_length=max_sentence_length,
-        weight_precision=weight_precision,
-        token_cache_size=token_cache_size,
-    )
-    target = torch.device(device) if device is not None else torch.device("cpu")
-    _backends.resolve(backend, target)
+    bilm = BiLm(weights, requires_grad=requires_grad, runtime=runtime)
+    target = runtime.target_device
+    _backends.resolve(runtime.backend, target)
     bilm.to(target)
     if vocab_to_cache is not None:
         bilm.cache_vocab(vocab_to_cache)
@@ -63,7 +63,8 @@ class Elmo(nn.Module):
     "mask": (B, T) bool}``. Dropout applies in training mode, as in AllenNLP (call ``.eval()``).
 
     Args:
-        options_file, weight_file: the model files; both None uses the bundled default model.
+        options_file, weight_file: the model files; both None uses the bundled default model; a model
+            name (`elmo-fast models list`) or folder as options_file with weight_file None fetches it.
         num_output_representations: N, one ScalarMix each (``scalar_mix_{k}`` in the state dict).
         requires_grad: train the biLM's weights too.
         do_layer_norm: AllenNLP's batch-wide layer norm before mixing (``"token"``: per position,
@@ -74,16 +75,9 @@ class Elmo(nn.Module):
             ``do_layer_norm=True`` the padding then holds the normalised zero, as in AllenNLP.
         scalar_mix_parameters: fixed, frozen mixing logits s (L + 1 floats).
         module: an existing :class:`BiLm` to use instead of loading files.
-        state: ``"carry"`` (default; AllenNLP's stateful behaviour, see :class:`BiLm`), ``"zero"``
-            (every sentence starts from zero state: its vectors never depend on the batch or on
-            earlier calls) or ``"warm"`` (like zero, but from one fixed warmed-up state).
-        backend: ``"auto"`` or one of ``cuda``, ``triton``, ``cpp``, ``ref``.
-        device: where to put the model (default CPU); inputs are moved there.
-        max_sentence_length: longer inputs are refused with a clear error (see :class:`BiLm`).
-        weight_precision: ``"fp32"`` (default), ``"bf16"`` or ``"int8"`` storage of the biLSTM weights
-            for inference (see :class:`BiLm`).
-        token_cache_size: capacity of the LRU cache of token embeddings across batches (0: off; see
-            :class:`BiLm`).
+        state, backend, device, max_sentence_length, weight_precision, token_cache_size: how the
+            biLM runs (keyword-only; defaults ``"carry"``, ``"auto"``, CPU, 100 000 tokens,
+            ``"fp32"``, 10 000 tokens); see :class:`~elmo_fast.modules.runtime.RuntimeOptions`.
     """
 
     def __init__(
@@ -116,17 +110,12 @@ class Elmo(nn.Module):
                 raise TypeError(f"module must be an elmo_fast BiLm, got {type(module).__name__}")
             self._elmo_lstm = module
         else:
+            runtime = RuntimeOptions(
+                state=state, backend=backend, device=device, weight_precision=weight_precision,
+                token_cache_size=token_cache_size, max_sentence_length=max_sentence_length,
+            )
             self._elmo_lstm = load_bilm(
-                options_file,
-                weight_file,
-                requires_grad=requires_grad,
-                state=state,
-                backend=backend,
-                vocab_to_cache=vocab_to_cache,
-                device=device,
-                max_sentence_length=max_sentence_length,
-                weight_precision=weight_precision,
-                token_cache_size=token_cache_size,
+                options_file, weight_file, requires_grad=requires_grad, vocab_to_cache=vocab_to_cache, runtime=runtime
             )
         self._has_cached_vocab = vocab_to_cache is not None
         self._keep_sentence_boundaries = keep_sentence_boundaries
@@ -152,12 +141,18 @@ class Elmo(nn.Module):
         """Forget the carried biLM state (``state="carry"``)."""
         self._elmo_lstm.reset_states()
 
+    def batch_to_ids(self, batch: Sequence[Sequence[str]]) -> torch.Tensor:
+        """This model's input ids for a batch of tokenised sentences (:meth:`BiLm.batch_to_ids`:
+        :func:`elmo_fast.batch_to_ids` for bilm-tf models, the lexicon's ids for converted ones)."""
+        return self._elmo_lstm.batch_to_ids(batch)
+
     def forward(self, inputs: torch.Tensor, word_inputs: torch.Tensor | None = None) -> dict[str, Any]:
         """Embed character ids; see the class docstring for shapes."""
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(f"inputs must be a torch.Tensor of character ids (see batch_to_ids), got {type(inputs).__name__}")
-        if inputs.dim() < 3 or inputs.shape[-1] != 50:
-            raise ValueError(f"inputs must have shape (..., T, 50), got {tuple(inputs.shape)}")
+        width = self._elmo_lstm.options.id_width
+        if inputs.dim() < 3 or inputs.shape[-1] != width:
+            raise ValueError(f"inputs must have shape (..., T, {width}), got {tuple(inputs.shape)}")
         if inputs.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise TypeError(f"inputs must hold integer character ids, got dtype {inputs.dtype}")
         original_shape = inputs.shape

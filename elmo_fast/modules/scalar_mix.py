@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from elmo_fast.reference.scalar_mix import scalar_mix_ref
+from elmo_fast.ops.scalar_mix import scalar_mix
 
 
 class ScalarMix(nn.Module):
@@ -51,4 +51,4 @@ class ScalarMix(nn.Module):
         if len(tensors) != self.mixture_size:
             raise ValueError(f"{len(tensors)} tensors given, mixture_size is {self.mixture_size}")
         scalars = torch.cat(list(self.scalar_parameters))
-        return scalar_mix_ref(tensors, scalars, self.gamma, mask, self.layer_norm)
+        return scalar_mix(tensors, scalars, self.gamma, mask, self.layer_norm)

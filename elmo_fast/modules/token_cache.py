@@ -3,7 +3,7 @@ character ids, so that a word seen in an earlier batch is not encoded again.
 
 It returns exactly the numbers the encoder would compute when the encoder's result for one token does
 not depend on the other tokens of the call, which holds for the ``cpp`` backend (see
-:func:`elmo_fast.ops.token_encoder.token_encoder_cpp`); :class:`~elmo_fast.modules.BiLm` only uses
+the ``cpp`` backend of :mod:`elmo_fast.ops.token_encoder`); :class:`~elmo_fast.modules.BiLm` only uses
 it for such backends, and never when gradients are needed.
 """
 from __future__ import annotations

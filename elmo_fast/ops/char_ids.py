@@ -1,7 +1,7 @@
 """``char_ids``: tokenised sentences -> character ids, with a numba kernel where numba imports.
 
-Semantics: :func:`elmo_fast.reference.char_ids.batch_to_ids_ref` (ELMO_SPEC.md, "Characters ->
-ids"), bit for bit. Python encodes every token of the batch once (``str.encode``, the C codec)
+Semantics: :func:`elmo_fast.reference.char_ids.batch_to_ids_ref` (docs/semantics.md,
+"Characters to ids"), bit for bit. Python encodes every token of the batch once (``str.encode``, the C codec)
 into one flat UTF-8 buffer plus offsets; one compiled loop then writes the ``(B, T, 50)`` ids, in
 place of the reference's 50-element Python list per token. numba is optional
 (``pip install 'elmo_fast[numba]'``): it is imported, and the kernel compiled, on first use; without

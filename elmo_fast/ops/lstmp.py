@@ -1,74 +1,65 @@
 """``lstmp``: one LSTM-with-projection layer over a padded batch, in one or two directions.
 
-Semantics and tensor layouts: :func:`elmo_fast.reference.lstmp_ref`. Backends fill ``_IMPLS``
-with functions of the same signature.
+Semantics and tensor layouts: :func:`elmo_fast.reference.lstmp_ref`. Every backend registers a
+function ``fn(x, lengths, layer, h0, c0)`` with ``layer`` a :class:`LstmpLayer` (the weights and
+the clips, written out once here); the registry (:mod:`elmo_fast.ops.registry`) falls back to the
+reference and dequantises the weights for the backends that do not read them natively.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
-from elmo_fast.ops import _cpp
+from elmo_fast.ops import cpp, registry
+from elmo_fast.ops.registry import FLOAT32_ONLY, WEIGHT_CACHE
 from elmo_fast.reference.lstmp import lstmp_ref
 from elmo_fast.reference.quantize import check_weight_precision, dequantize, int8_columns
 
-LstmpFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-
-_IMPLS: dict[str, LstmpFn] = {"ref": lstmp_ref}
+LstmpOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _lstmp_triton(x, lengths, w_ih, w_hh, bias, w_proj, h0=None, c0=None, *, cell_clip=None, proj_clip=None, residual=False):
-    """The Triton kernels (:func:`elmo_fast.kernels.lstmp.lstmp_fwd`; forward only, imported on first use).
+class LstmpLayer(NamedTuple):
+    """One layer's weights (``(D, ...)`` stacks, see :func:`~elmo_fast.reference.lstmp_ref`) and options.
 
-    When autograd records (an input requires grad), the differentiable reference runs instead, with
-    a warning (:func:`elmo_fast.ops._cpp.use_reference`).
+    ``weight_precision`` (see :mod:`elmo_fast.reference.quantize`) is the storage ``w_ih``, ``w_hh``
+    and ``w_proj`` stand for; the registry hands backends without native support the float32 weights.
     """
-    args = (x, lengths, w_ih, w_hh, bias, w_proj, h0, c0)
-    if _cpp.use_reference("lstmp", (x, w_ih, w_hh, bias, w_proj, h0, c0), backend="triton", dtypes=None):
-        return lstmp_ref(*args, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
-    from elmo_fast.kernels.lstmp import lstmp_fwd
 
-    return lstmp_fwd(*args, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
+    w_ih: torch.Tensor
+    w_hh: torch.Tensor
+    bias: torch.Tensor
+    w_proj: torch.Tensor
+    cell_clip: float | None = None
+    proj_clip: float | None = None
+    residual: bool = False
+    weight_precision: str = "fp32"
 
-
-_IMPLS["triton"] = _lstmp_triton
-
-
-def _lstmp_compiled(
-    x: torch.Tensor,
-    lengths: torch.Tensor,
-    w_ih: torch.Tensor,
-    w_hh: torch.Tensor,
-    bias: torch.Tensor,
-    w_proj: torch.Tensor,
-    h0: torch.Tensor | None = None,
-    c0: torch.Tensor | None = None,
-    *,
-    cell_clip: float | None = None,
-    proj_clip: float | None = None,
-    residual: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The compiled ``elmo_fast::lstmp`` op; the dispatcher runs the kernel of ``x``'s device.
-
-    Forward only: when autograd records (an input requires grad), the differentiable reference runs
-    instead, with a warning (:func:`elmo_fast.ops._cpp.use_reference`).
-    """
-    if _cpp.use_reference("lstmp", (x, w_ih, w_hh, bias, w_proj, h0, c0), backend="cuda", dtypes=None):
-        return lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
-    return torch.ops.elmo_fast.lstmp(
-        x, lengths, w_ih, w_hh, bias, w_proj, h0, c0,
-        None if cell_clip is None else float(cell_clip), None if proj_clip is None else float(proj_clip), residual,
-    )
+    def dequantized(self) -> LstmpLayer:
+        """The same layer with the float32 weights its precision stands for (cached per weight)."""
+        if self.weight_precision == "fp32":
+            return self
+        precision = self.weight_precision
+        w_ih, w_hh, w_proj = (
+            WEIGHT_CACHE.get(w, ("dequantize", precision), lambda t: dequantize(t, precision))
+            for w in (self.w_ih, self.w_hh, self.w_proj)
+        )
+        return self._replace(w_ih=w_ih, w_hh=w_hh, w_proj=w_proj, weight_precision="fp32")
 
 
-try:
-    # imports elmo_fast._C (the op schema) and registers the CUDA kernel with the dispatcher
-    from elmo_fast import _C_cuda  # noqa: F401
-except ImportError:
-    pass
-else:
-    _IMPLS["cuda"] = _lstmp_compiled
+def _ref(x: torch.Tensor, lengths: torch.Tensor, layer: LstmpLayer, h0: torch.Tensor | None, c0: torch.Tensor | None) -> LstmpOutput:
+    return lstmp_ref(x, lengths, *layer[:4], h0, c0, cell_clip=layer.cell_clip, proj_clip=layer.proj_clip, residual=layer.residual)
+
+
+def _tensors(x, lengths, layer: LstmpLayer, h0, c0) -> tuple[torch.Tensor | None, ...]:
+    return (x, *layer[:4], h0, c0)
+
+
+def _dequantize(x, lengths, layer: LstmpLayer, h0, c0) -> tuple:
+    return x, lengths, layer.dequantized(), h0, c0
+
+
+registry.define("lstmp", _ref, tensors=_tensors, dequantize=_dequantize)
 
 
 def lstmp(
@@ -86,7 +77,7 @@ def lstmp(
     residual: bool = False,
     backend: str = "ref",
     weight_precision: str = "fp32",
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> LstmpOutput:
     """Run one biLSTM layer; returns ``(out (D,B,T,P), h_n (D,B,P), c_n (D,B,C))``.
 
     ``backend`` must already be resolved (see :func:`elmo_fast._backends.resolve`); a backend with
@@ -94,27 +85,36 @@ def lstmp(
     :mod:`elmo_fast.reference.quantize`): the ``cpp`` backend stores ``w_ih``, ``w_hh`` and
     ``w_proj`` in that precision; the others compute with the same rounded weights in float32.
     """
-    check_weight_precision(weight_precision)
-    impl = _IMPLS.get(backend, lstmp_ref)
-    if impl is lstmp_cpp:
-        return lstmp_cpp(
-            x, lengths, w_ih, w_hh, bias, w_proj, h0, c0,
-            cell_clip=cell_clip, proj_clip=proj_clip, residual=residual, weight_precision=weight_precision,
-        )
-    w_ih, w_hh, w_proj = _dequantized((w_ih, w_hh, w_proj), weight_precision)
-    return impl(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
+    layer = LstmpLayer(w_ih, w_hh, bias, w_proj, cell_clip, proj_clip, residual, check_weight_precision(weight_precision))
+    return lstmp_layer(x, lengths, layer, h0, c0, backend=backend)
 
 
-def _dequantized(weights: tuple[torch.Tensor, ...], precision: str) -> tuple[torch.Tensor, ...]:
-    """The float32 weights that ``precision`` storage stands for (cached per weight tensor)."""
-    if precision == "fp32":
-        return weights
-    return tuple(_cpp.PACKED.get(w, f"dequantize.{precision}", lambda t: dequantize(t, precision)) for w in weights)
+def lstmp_layer(
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    layer: LstmpLayer,
+    h0: torch.Tensor | None = None,
+    c0: torch.Tensor | None = None,
+    *,
+    backend: str = "ref",
+) -> LstmpOutput:
+    """:func:`lstmp` with the layer's weights and options in one :class:`LstmpLayer`."""
+    return registry.call("lstmp", backend, x, lengths, layer, h0, c0)
+
+
+def lstmp_triton(x, lengths, layer: LstmpLayer, h0, c0) -> LstmpOutput:
+    """The Triton kernels (:func:`elmo_fast.kernels.lstmp.lstmp_fwd`; imported on first use)."""
+    from elmo_fast.kernels.lstmp import lstmp_fwd
+
+    return lstmp_fwd(x, lengths, *layer[:4], h0, c0, cell_clip=layer.cell_clip, proj_clip=layer.proj_clip, residual=layer.residual)
+
+
+registry.register("lstmp", "triton", lstmp_triton)
 
 
 def _pack_gates(weight: torch.Tensor) -> torch.Tensor:
     # (D, K, 4C) -> per gate (D, 4, K, C) -> panels (D, 4, C / 16, K, 16)
-    return _cpp.pack_matrix(weight.unflatten(-1, (4, weight.shape[-1] // 4)).transpose(1, 2))
+    return cpp.pack_matrix(weight.unflatten(-1, (4, weight.shape[-1] // 4)).transpose(1, 2))
 
 
 def _pad_columns(scale: torch.Tensor) -> torch.Tensor:
@@ -124,7 +124,7 @@ def _pad_columns(scale: torch.Tensor) -> torch.Tensor:
 
 def _packer(precision: str, gates: bool):
     """``weight -> (panels, scales or None)`` for ``precision`` storage; ``gates``: ``w_ih``/``w_hh``."""
-    pack = _pack_gates if gates else _cpp.pack_matrix
+    pack = _pack_gates if gates else cpp.pack_matrix
 
     def packed(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if precision == "fp32":
@@ -140,45 +140,40 @@ def _packer(precision: str, gates: bool):
     return packed
 
 
-def lstmp_cpp(
-    x: torch.Tensor,
-    lengths: torch.Tensor,
-    w_ih: torch.Tensor,
-    w_hh: torch.Tensor,
-    bias: torch.Tensor,
-    w_proj: torch.Tensor,
-    h0: torch.Tensor | None = None,
-    c0: torch.Tensor | None = None,
-    *,
-    cell_clip: float | None = None,
-    proj_clip: float | None = None,
-    residual: bool = False,
-    weight_precision: str = "fp32",
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def lstmp_cpp(x, lengths, layer: LstmpLayer, h0, c0) -> LstmpOutput:
     """The ``cpp`` backend: ``torch.ops.elmo_fast.lstmp`` on weights packed once per weight tensor.
 
     The packed copies take as much memory as ``w_ih``, ``w_hh`` and ``w_proj`` themselves (300 MB
     for the original model; the encoder adds ~70 MB), half that in ``weight_precision="bf16"``
     and a quarter in ``"int8"`` (see :mod:`elmo_fast.reference.quantize`).
-
-    Forward only, fp32: a call that needs gradients or another dtype runs :func:`lstmp_ref` (with a
-    warning), see :mod:`elmo_fast.ops._cpp`.
     """
-    check_weight_precision(weight_precision)
-    if _cpp.use_reference("lstmp", (x, w_ih, w_hh, bias, w_proj, h0, c0)):
-        w_ih, w_hh, w_proj = _dequantized((w_ih, w_hh, w_proj), weight_precision)
-        return lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
+    precision = layer.weight_precision
     (ih, ih_s), (hh, hh_s), (pr, pr_s) = (
-        _cpp.PACKED.get(w, f"lstmp.{kind}.{weight_precision}", _packer(weight_precision, kind == "gates"))
-        for w, kind in ((w_ih, "gates"), (w_hh, "gates"), (w_proj, "w_proj"))
+        WEIGHT_CACHE.get(w, ("cpp.lstmp", kind, precision), _packer(precision, kind == "gates"))
+        for w, kind in ((layer.w_ih, "gates"), (layer.w_hh, "gates"), (layer.w_proj, "w_proj"))
     )
     out, h_n, c_n = torch.ops.elmo_fast.lstmp(
-        x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip, proj_clip, residual, ih, hh, pr, ih_s, hh_s, pr_s
+        x, lengths, *layer[:4], h0, c0, layer.cell_clip, layer.proj_clip, layer.residual, ih, hh, pr, ih_s, hh_s, pr_s
     )
     return out, h_n, c_n
 
 
-if _cpp.available():
+def lstmp_cuda(x, lengths, layer: LstmpLayer, h0, c0) -> LstmpOutput:
+    """The compiled ``elmo_fast::lstmp`` op; the dispatcher runs the kernel of ``x``'s device."""
+    clips = (None if clip is None else float(clip) for clip in (layer.cell_clip, layer.proj_clip))
+    return torch.ops.elmo_fast.lstmp(x, lengths, *layer[:4], h0, c0, *clips, layer.residual)
+
+
+try:
+    # imports elmo_fast._C (the op schema) and registers the CUDA kernel with the dispatcher
+    from elmo_fast import _C_cuda  # noqa: F401
+except ImportError:
+    pass
+else:
+    registry.register("lstmp", "cuda", lstmp_cuda)
+
+
+if cpp.available():
 
     @torch.library.register_fake("elmo_fast::lstmp")
     def _lstmp_fake(
@@ -189,4 +184,4 @@ if _cpp.available():
         cell, proj = w_proj.shape[1], w_proj.shape[2]
         return x.new_empty(dirs, batch, width, proj), x.new_empty(dirs, batch, proj), x.new_empty(dirs, batch, cell)
 
-    _IMPLS["cpp"] = lstmp_cpp
+    registry.register("lstmp", "cpp", lstmp_cpp, dtypes=FLOAT32_ONLY, native_precision=True)

@@ -4,15 +4,14 @@ Semantics: :func:`elmo_fast.reference.token_encoder_ref`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import torch
 
 from elmo_fast import _backends
-from elmo_fast.ops import _cpp
+from elmo_fast.ops import cpp, registry
+from elmo_fast.ops.registry import FLOAT32_ONLY, WEIGHT_CACHE
 from elmo_fast.reference.token_encoder import token_encoder_ref
-
-_IMPLS: dict[str, Callable[..., torch.Tensor]] = {"ref": token_encoder_ref}
 
 # Backends whose result for a token does not depend on the other tokens of the call (bit for bit),
 # so that caching token embeddings across batches changes no number.
@@ -23,20 +22,38 @@ ROW_EXACT: set[str] = set()
 CPP_CHUNK_ROWS: int = 4096
 
 
-def _weight_tensors(weights) -> list[torch.Tensor]:
+def weight_tensors(weights) -> list[torch.Tensor]:
+    """Every tensor of a :class:`~elmo_fast.weights.CharCNNWeights` (what decides the fallback)."""
     tensors = [weights.char_embed, *weights.conv_weights, *weights.conv_biases, weights.proj_weight, weights.proj_bias]
     for layer in weights.highway:
         tensors += [layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry]
     return tensors
 
 
-def _token_encoder_triton(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
-    """Triton char-CNN and highway kernels, then the projection as one ``addmm`` (forward only;
-    imported on first use). When autograd records (a weight requires grad), the reference runs,
-    with a warning (:func:`elmo_fast.ops._cpp.use_reference`)."""
-    if _cpp.use_reference("token_encoder", _weight_tensors(weights), backend="triton", dtypes=None):
-        return token_encoder_ref(char_ids, weights, activation)
-    from elmo_fast.kernels.char_cnn import char_cnn_fwd, packed_conv_weights
+registry.define("token_encoder", token_encoder_ref, tensors=lambda char_ids, weights, activation: weight_tensors(weights))
+
+
+def token_encoder(char_ids: torch.Tensor, weights, activation: str = "relu", *, backend: str = "ref") -> torch.Tensor:
+    """Embed int64 ``(..., 50)`` character ids as ``(..., P)`` with a :class:`~elmo_fast.weights.CharCNNWeights`."""
+    return registry.call("token_encoder", backend, char_ids, weights, activation)
+
+
+def packed_conv_weights(
+    conv_weights: Sequence[torch.Tensor], conv_biases: Sequence[torch.Tensor], dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Triton char-CNN's packed filters (:func:`elmo_fast.kernels.char_cnn.pack_conv_weights`),
+    made once per weight contents (:data:`~elmo_fast.ops.registry.WEIGHT_CACHE`)."""
+    from elmo_fast.kernels.char_cnn import pack_conv_weights
+
+    count = len(conv_weights)
+    return WEIGHT_CACHE.get(
+        (*conv_weights, *conv_biases), ("triton.char_cnn", dtype), lambda *ts: pack_conv_weights(ts[:count], ts[count:], dtype)
+    )
+
+
+def token_encoder_triton(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
+    """Triton char-CNN and highway kernels, then the projection as one ``addmm`` (imported on first use)."""
+    from elmo_fast.kernels.char_cnn import char_cnn_fwd
     from elmo_fast.kernels.highway import highway_fwd
 
     lead = char_ids.shape[:-1]
@@ -48,34 +65,25 @@ def _token_encoder_triton(char_ids: torch.Tensor, weights, activation: str = "re
     return x.reshape(*lead, x.shape[-1])
 
 
-_IMPLS["triton"] = _token_encoder_triton
+registry.register("token_encoder", "triton", token_encoder_triton)
 
 
-def _token_encoder_cuda(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
+def token_encoder_cuda(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
     """The ``cuda`` backend compiles only the LSTM: its encoder is Triton's where triton loaded,
     else the reference (PyTorch's own GPU kernels)."""
-    impl = _token_encoder_triton if _backends.probe("triton")[0] else token_encoder_ref
+    impl = token_encoder_triton if _backends.probe("triton")[0] else token_encoder_ref
     return impl(char_ids, weights, activation)
 
 
-_IMPLS["cuda"] = _token_encoder_cuda
-
-
-def token_encoder(char_ids: torch.Tensor, weights, activation: str = "relu", *, backend: str = "ref") -> torch.Tensor:
-    """Embed int64 ``(..., 50)`` character ids as ``(..., P)`` with a :class:`~elmo_fast.weights.CharCNNWeights`."""
-    impl = _IMPLS.get(backend, token_encoder_ref)
-    return impl(char_ids, weights, activation)
+registry.register("token_encoder", "cuda", token_encoder_cuda)
 
 
 def token_encoder_cpp(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
     """The ``cpp`` backend: the encoder runs once per distinct token (row of ids) in ``char_ids``.
 
     ``elmo_fast::char_cnn``, ``highway`` and ``dense`` give each row a result that does not depend on
-    the other rows, so computing each distinct row once changes no number. Forward only, fp32: a
-    call that needs gradients or another dtype runs :func:`token_encoder_ref` (with a warning).
+    the other rows, so computing each distinct row once changes no number.
     """
-    if _cpp.use_reference("token_encoder", _weight_tensors(weights)):
-        return token_encoder_ref(char_ids, weights, activation)
     lead = char_ids.shape[:-1]
     flat = char_ids.reshape(-1, char_ids.shape[-1])
     if torch.compiler.is_compiling():
@@ -96,12 +104,13 @@ def _encode_cpp(char_ids: torch.Tensor, weights, activation: str) -> torch.Tenso
             layer.b_transform,
             layer.w_carry,
             layer.b_carry,
-            _cpp.PACKED.get(layer.w_transform, "highway", _cpp.pack_matrix),
-            _cpp.PACKED.get(layer.w_carry, "highway", _cpp.pack_matrix),
+            cpp.packed(layer.w_transform, "highway"),
+            cpp.packed(layer.w_carry, "highway"),
         )
-    return torch.ops.elmo_fast.dense(x, weights.proj_weight, weights.proj_bias, _cpp.PACKED.get(weights.proj_weight, "dense", _cpp.pack_matrix))
+    return torch.ops.elmo_fast.dense(x, weights.proj_weight, weights.proj_bias, cpp.packed(weights.proj_weight, "dense"))
 
-if _cpp.available():
+
+if cpp.available():
 
     @torch.library.register_fake("elmo_fast::char_cnn")
     def _char_cnn_fake(char_ids, char_embed, conv_weights, conv_biases, activation):
@@ -115,5 +124,5 @@ if _cpp.available():
     def _dense_fake(x, weight, bias, weight_packed=None):
         return x.new_empty(x.shape[0], weight.shape[1])
 
-    _IMPLS["cpp"] = token_encoder_cpp
+    registry.register("token_encoder", "cpp", token_encoder_cpp, dtypes=FLOAT32_ONLY)
     ROW_EXACT.add("cpp")

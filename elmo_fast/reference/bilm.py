@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import torch
 
-from .char_ids import add_sentence_boundaries
+from .char_ids import MAX_CHARS, add_sentence_boundaries
 from .lstmp import lstmp_ref
 from .token_encoder import token_encoder_ref
 
@@ -52,13 +52,17 @@ def bilm_ref(
 
     ``h0`` ``(L, B, 2P)`` / ``c0`` ``(L, B, 2C)``: initial state per layer (zeros when None).
     ``token_embedding`` + ``mask``: precomputed ``(B, T + 2, P)`` embeddings with boundaries and
-    their mask (the cached-vocabulary path); ``char_ids`` is then ignored.
+    their mask (the cached-vocabulary path); ``char_ids`` is then ignored. A model with a word table
+    (``options.n_words``) takes ``(B, T, 51)`` ids: slot 50 is the word id, whose row of
+    ``char_cnn.word_proj`` is added to the token embedding.
     """
     opts = weights.options
     if token_embedding is None:
-        token_mask = (char_ids > 0).any(dim=-1)
-        ids, mask = add_sentence_boundaries(char_ids, token_mask)
-        token_embedding = encoder(ids, weights.char_cnn, opts.activation)
+        token_mask = (char_ids[..., :MAX_CHARS] > 0).any(dim=-1)
+        ids, mask = add_sentence_boundaries(char_ids, token_mask, opts.bos_ids, opts.eos_ids)
+        token_embedding = encoder(ids[..., :MAX_CHARS].contiguous(), weights.char_cnn, opts.activation)
+        if opts.n_words:
+            token_embedding = token_embedding + weights.char_cnn.word_proj[ids[..., MAX_CHARS]]
     elif mask is None:
         raise ValueError("a precomputed token_embedding needs its mask")
     lengths = mask.sum(dim=1)

@@ -1,6 +1,6 @@
 """Reference tokens -> character ids, and sentence-boundary insertion/removal.
 
-The id scheme is bilm-tf's, as AllenNLP reads it (see ELMO_SPEC.md, "Characters -> ids"): every
+The id scheme is bilm-tf's, as AllenNLP reads it (docs/semantics.md, "Characters to ids"): every
 token becomes 50 slots ``[BOW, bytes..., EOW, PAD, ...]`` with every id shifted by one so that 0
 is free for padding tokens.
 """
@@ -54,21 +54,25 @@ def batch_to_ids_ref(batch: Sequence[Sequence[str]]) -> torch.Tensor:
 
 
 def add_sentence_boundaries(
-    char_ids: torch.Tensor, mask: torch.Tensor
+    char_ids: torch.Tensor,
+    mask: torch.Tensor,
+    bos_ids: Sequence[int] | None = None,
+    eos_ids: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Insert the begin/end-of-sentence tokens around every sentence.
 
-    ``char_ids`` ``(B, T, 50)`` and its token mask ``(B, T)`` become ``(B, T + 2, 50)`` and
-    ``(B, T + 2)``: row b holds BOS at 0, its tokens at 1..len_b and EOS at len_b + 1. Every row,
-    even an empty one, gets its boundary pair.
+    ``char_ids`` ``(B, T, W)`` (W = 50, or 51 with a word id) and its token mask ``(B, T)`` become
+    ``(B, T + 2, W)`` and ``(B, T + 2)``: row b holds BOS at 0, its tokens at 1..len_b and EOS at
+    len_b + 1. Every row, even an empty one, gets its boundary pair. ``bos_ids`` / ``eos_ids``:
+    the boundary tokens' ids (default bilm-tf's ``<S>`` / ``</S>``).
     """
     batch, width = mask.shape
     lengths = mask.sum(dim=1)
     out = char_ids.new_zeros(batch, width + 2, char_ids.shape[-1])
     out[:, 1 : width + 1] = char_ids * mask.unsqueeze(-1).to(char_ids.dtype)
-    out[:, 0] = torch.tensor(BOS_IDS, dtype=char_ids.dtype, device=char_ids.device)
+    out[:, 0] = torch.tensor(bos_ids or BOS_IDS, dtype=char_ids.dtype, device=char_ids.device)
     rows = torch.arange(batch, device=char_ids.device)
-    out[rows, lengths + 1] = torch.tensor(EOS_IDS, dtype=char_ids.dtype, device=char_ids.device)
+    out[rows, lengths + 1] = torch.tensor(eos_ids or EOS_IDS, dtype=char_ids.dtype, device=char_ids.device)
     return out, length_mask(lengths + 2, width + 2)
 
 

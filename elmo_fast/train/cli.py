@@ -1,20 +1,33 @@
 """``elmo-fast train``, ``elmo-fast perplexity`` and ``elmo-fast export``.
 
-:func:`add_train_commands` adds them to the ``elmo-fast`` parser; each sets ``handler`` to the
-function that runs it and returns the exit status.
+:func:`add_train_commands` adds them to the ``elmo-fast`` parser with
+:func:`elmo_fast.commands.add_command`, the convention every subcommand follows.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 from pathlib import Path
 
+from elmo_fast.commands import add_command
+from elmo_fast.train.config import ConfigError
+from elmo_fast.weights import WeightFileError
+
+logger = logging.getLogger(__name__)
+
+# what the training commands report as one line (exit status 2) rather than a traceback
+TRAIN_ERRORS = (ConfigError, WeightFileError, FileExistsError, FileNotFoundError, ValueError, UnicodeDecodeError)
+
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
     """Add the ``train``, ``perplexity`` and ``export`` subcommands to ``sub``."""
-    train = sub.add_parser(
+    train = add_command(
+        sub,
         "train",
+        _train,
+        errors=TRAIN_ERRORS,
         help="pretrain a biLM from a text corpus (one sentence per line, or raw text: config input_format)",
         description="Pretrain a biLM as CONFIG (JSON, or TOML for *.toml) says; see elmo_fast.train.config for the fields. "
         "Checkpoints go to the config's output_dir; the finished model is exported to output_dir/model.",
@@ -24,10 +37,12 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--stop-after-minutes", type=float, default=None, help="checkpoint and stop after this long")
     train.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.set_defaults(handler=_train)
 
-    ppl = sub.add_parser(
+    ppl = add_command(
+        sub,
         "perplexity",
+        _perplexity,
+        errors=TRAIN_ERRORS,
         help="held-out perplexity of a trained biLM (forward, backward, mean)",
         description="Perplexity of MODEL (a checkpoint.pt, a training output_dir, or an exported folder with "
         "vocab.txt and the softmax) on HELDOUT (one whitespace-tokenised sentence per line, or raw text "
@@ -53,10 +68,12 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     )
     ppl.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     ppl.add_argument("--quiet", action="store_true", help="no progress bar")
-    ppl.set_defaults(handler=_perplexity)
 
-    export = sub.add_parser(
+    export = add_command(
+        sub,
         "export",
+        _export,
+        errors=TRAIN_ERRORS,
         help="export a checkpoint as options.json + weights.hdf5 (original ELMo layout) + vocab.txt",
         description="Write OUTPUT/options.json, OUTPUT/weights.hdf5 (bilm-tf layout, loadable by AllenNLP) and "
         "OUTPUT/vocab.txt from CHECKPOINT. The softmax is stored as extra datasets unless --no-softmax.",
@@ -64,24 +81,6 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("checkpoint", type=Path, help="checkpoint.pt or a training output folder")
     export.add_argument("output", type=Path, help="output folder")
     export.add_argument("--no-softmax", action="store_true", help="leave the LM softmax out of weights.hdf5")
-    export.set_defaults(handler=_export)
-
-
-def _errors(name: str):
-    from elmo_fast.train.config import ConfigError
-    from elmo_fast.weights import WeightFileError
-
-    def wrap(fn):
-        def run(args: argparse.Namespace) -> int:
-            try:
-                return fn(args)
-            except (ConfigError, WeightFileError, FileExistsError, FileNotFoundError, ValueError, UnicodeDecodeError) as exc:
-                print(f"elmo-fast {name}: error: {exc}", file=sys.stderr)
-                return 2
-
-        return run
-
-    return wrap
 
 
 def _threads(n: int | None) -> None:
@@ -93,14 +92,6 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def _log(line: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(line, file=sys.stdout)
-    sys.stdout.flush()
-
-
-@_errors("train")
 def _train(args: argparse.Namespace) -> int:
     from elmo_fast.train.config import load_config
     from elmo_fast.train.trainer import train
@@ -108,16 +99,15 @@ def _train(args: argparse.Namespace) -> int:
     _threads(args.threads)
     config = load_config(args.config)
     stop = None if args.stop_after_minutes is None else 60.0 * args.stop_after_minutes
-    result = train(config, resume=args.resume, progress=not args.quiet, stop_after_seconds=stop, log=_log)
+    result = train(config, resume=args.resume, progress=not args.quiet, stop_after_seconds=stop)
     loss = "" if math.isnan(result.last_loss) else f"last step's loss {result.last_loss:.4f}, "
-    _log(
+    logger.info(
         f"{'finished' if result.finished else 'stopped'} at step {result.step}: {loss}"
         f"{result.tokens_per_second:.0f} tokens/s over {result.elapsed:.0f}s of training"
     )
     return 0
 
 
-@_errors("perplexity")
 def _perplexity(args: argparse.Namespace) -> int:
     from elmo_fast.train.checkpoint import load_language_model
     from elmo_fast.train.data import encode_corpus, read_sentences
@@ -134,7 +124,6 @@ def _perplexity(args: argparse.Namespace) -> int:
     return 0
 
 
-@_errors("export")
 def _export(args: argparse.Namespace) -> int:
     from elmo_fast.train.checkpoint import export_model, load_language_model
 

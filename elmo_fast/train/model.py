@@ -3,7 +3,7 @@ directions.
 
 The network is the inference network: :class:`elmo_fast.modules.BiLm` holds the parameters
 (:class:`~elmo_fast.weights.ElmoWeights` names and layouts) and every forward pass composes the
-same ops (:func:`elmo_fast.ops.token_encoder`, :func:`elmo_fast.ops.lstmp`) that embedding runs, so
+same ops (:func:`elmo_fast.ops.token_encoder.token_encoder`, :func:`elmo_fast.ops.lstmp.lstmp`) that embedding runs, so
 an exported model computes exactly what was trained.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from elmo_fast.modules.bilm import BiLm
-from elmo_fast.ops import lstmp, token_encoder
+from elmo_fast.ops.lstmp import lstmp
+from elmo_fast.ops.token_encoder import token_encoder
 from elmo_fast.reference.char_ids import length_mask
 from elmo_fast.reference.lstmp import reverse_within_lengths
 from elmo_fast.train.data import Window

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import signal
 import threading
@@ -27,6 +28,8 @@ from elmo_fast.train.data import (
 )
 from elmo_fast.train.model import BiLanguageModel, LstmState, initial_weights
 from elmo_fast.train.softmax import sample_log_uniform
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -160,7 +163,7 @@ class Trainer:
     ``resume=True``, so a resumed run continues bit-identically.
     """
 
-    def __init__(self, config: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print) -> None:
+    def __init__(self, config: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = logger.info) -> None:
         self.config, self.log = config, log
         self.out_dir = Path(config.output_dir)
         self.ckpt_path = self.out_dir / CHECKPOINT_NAME
@@ -332,13 +335,14 @@ def train(
     resume: bool = False,
     progress: bool = True,
     stop_after_seconds: float | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> TrainResult:
     """Pretrain a biLM as ``config`` says; checkpoints go to ``config.output_dir``.
 
     ``resume`` continues from ``output_dir/checkpoint.pt`` exactly where it stopped (same data
     position, carried state, optimizer and RNG states: the continuation is bit-identical to an
     uninterrupted run). ``stop_after_seconds`` checkpoints and returns once this much time has
-    passed. When the run completes, the model is exported to ``output_dir/model``.
+    passed. When the run completes, the model is exported to ``output_dir/model``. Progress lines
+    go to ``log`` (default: the ``elmo_fast.train.trainer`` logger at INFO).
     """
     return Trainer(config, resume=resume, log=log).run(progress=progress, stop_after_seconds=stop_after_seconds)

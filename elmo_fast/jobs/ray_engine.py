@@ -3,7 +3,7 @@
 :func:`embed_file_ray` gives the hdf5 file that :meth:`ElmoEmbedder.embed_file` gives (same keys,
 same ``sentence_to_index``, same layout) for ``state="zero"`` or ``"warm"``, computed by many
 workers. The input is cut into segments of ``segment_size`` lines exactly as the single-process job
-cuts it (:mod:`elmo_fast.embed_job`): segment ``k`` holds lines ``k * segment_size ...``, each one is
+cuts it (:mod:`elmo_fast.jobs.local`): segment ``k`` holds lines ``k * segment_size ...``, each one is
 embedded by one worker and written by that worker to ``OUTPUT.parts/segment-k.h5`` (a temporary
 name, then a rename), and the driver merges the segments with the single-process merge.
 
@@ -30,7 +30,7 @@ On a cluster, every node needs elmo_fast installed, the model files at the same 
 """
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 import shutil
 import time
@@ -42,21 +42,14 @@ from types import ModuleType
 
 import torch
 
-from elmo_fast.batching import resolve_bucketing
-from elmo_fast.embed_job import (
-    JobSpec,
-    _merge,
-    _prepare,
-    _segment_path,
-    _write_segment,
-    embed_records,
-    model_fingerprint,
-    read_lines,
-    round_segment_size,
-    scan_lines,
-    segment_complete,
-)
+from elmo_fast.batching import chunked
+from elmo_fast.jobs.lines import input_files, read_lines, scan_lines
+from elmo_fast.jobs.local import embed_records
+from elmo_fast.jobs.segments import merge, prepare, segment_complete, segment_path, write_segment
+from elmo_fast.jobs.spec import build_spec, check_job_options, model_fingerprint, round_segment_size
 from elmo_fast.weights import PathLike
+
+logger = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
 RAY_STATES = ("zero", "warm")
@@ -87,15 +80,6 @@ def require_ray() -> ModuleType:
 
 
 @dataclass(frozen=True)
-class RayJobSpec(JobSpec):
-    """:class:`JobSpec` plus what only a Ray job has; ``files`` hashes every input file's name, size, time."""
-
-    engine: str = "ray"
-    files: str = ""
-    bucket: bool = True
-
-
-@dataclass(frozen=True)
 class RayEmbedReport:
     """What :func:`embed_file_ray` did: ``reused`` segments came from an earlier run, not recomputed."""
 
@@ -107,35 +91,8 @@ class RayEmbedReport:
     merge_seconds: float
 
 
-def input_files(path: PathLike) -> list[Path]:
-    """The files a job reads: ``path`` itself, or the files of a directory in key order (module docstring)."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f"input {path} not found")
-    files = []
-    for root, dirs, names in os.walk(path):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        files += [Path(root, n) for n in names if not n.startswith(".") and Path(root, n).is_file()]
-    if not files:
-        raise FileNotFoundError(f"input directory {path} holds no (non-hidden) files")
-    return sorted(files, key=lambda f: f.relative_to(path).as_posix())
-
-
-def _files_digest(root: Path, files: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for f in files:
-        stat = f.stat()
-        name = f.relative_to(root).as_posix() if root.is_dir() else f.name
-        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
 def _segments(files: list[Path], encoding_errors: str, segment_size: int) -> Iterator[list[str]]:
-    from elmo_fast.embedder import _batches
-
-    return _batches(chain.from_iterable(read_lines(f, encoding_errors) for f in files), segment_size)
+    return chunked(chain.from_iterable(read_lines(f, encoding_errors) for f in files), segment_size)
 
 
 class SegmentWorker:
@@ -192,7 +149,7 @@ class SegmentWorker:
             bucket=job["bucket"],
             max_tokens=job.get("max_tokens"),
         )
-        _write_segment(_segment_path(self.parts, index), records, None)
+        write_segment(segment_path(self.parts, index), records, None)
         return index, len(lines)
 
 
@@ -267,18 +224,11 @@ def embed_file_ray(
         RayJobFailed: a worker failed to start or died more than ``max_retries`` times; finished
             segments are kept for ``resume``.
     """
-    from elmo_fast.embedder import OUTPUT_FORMATS, ElmoEmbedder
-
-    if state not in RAY_STATES:
-        raise ValueError(
-            f"state must be one of {RAY_STATES}, not {state!r}"
-            + (f": {CARRY_REASON}; use the local engine (ElmoEmbedder.embed_file) for 'carry'" if state == "carry" else "")
-        )
-    if output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, not {output_format!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    resolve_bucketing(state, bucket, max_tokens)
+    _check_ray_state(state)
+    check_job_options(
+        state=state, output_format=output_format, batch_size=batch_size, encoding_errors=encoding_errors,
+        bucket=bucket, max_tokens=max_tokens,
+    )
     ray = require_ray()
     input_path, output = Path(input_path), Path(output_file_path)
     files = input_files(input_path)
@@ -286,57 +236,26 @@ def embed_file_ray(
     seen: set[str] = set()
     total = sum(scan_lines(f, encoding_errors, unique=use_sentence_keys, seen=seen) for f in files)
     del seen
-    embedder = ElmoEmbedder(options_file, weight_file, state=state, backend=backend)
-    fingerprint = model_fingerprint(embedder)
-    del embedder
-    stats = [f.stat() for f in files]
-    spec = RayJobSpec(
-        input=str(input_path.resolve()),
-        input_size=sum(s.st_size for s in stats),
-        input_mtime_ns=max(s.st_mtime_ns for s in stats),
-        output_format=output_format,
-        batch_size=batch_size,
-        segment_size=segment_size,
-        forget_sentences=forget_sentences,
-        use_sentence_keys=use_sentence_keys,
-        state=state,
-        encoding_errors=encoding_errors,
-        model=fingerprint,
-        files=_files_digest(input_path, files),
-        bucket=bucket,
-        max_tokens=max_tokens,
+    fingerprint = _driver_fingerprint(options_file, weight_file, state, backend)
+    spec = build_spec(
+        input_path, files, model=fingerprint, state=state, output_format=output_format, batch_size=batch_size,
+        segment_size=segment_size, forget_sentences=forget_sentences, use_sentence_keys=use_sentence_keys,
+        encoding_errors=encoding_errors, bucket=bucket, max_tokens=max_tokens, engine="ray",
     )
     parts = output.with_name(output.name + ".parts")
-    _prepare(parts, spec, resume, None)
+    prepare(parts, spec, resume, None)
     n_segments = -(-total // segment_size)
-    finished = {k for k in range(n_segments) if segment_complete(_segment_path(parts, k))}
-    workers = 0
+    finished = {k for k in range(n_segments) if segment_complete(segment_path(parts, k))}
     start = time.perf_counter()
+    workers = 0
     if len(finished) < n_segments:
-        job = {
-            "state": state,
-            "backend": backend,
-            "segment_size": segment_size,
-            "batch_size": batch_size,
-            "output_format": output_format,
-            "use_sentence_keys": use_sentence_keys,
-            "bucket": bucket,
-            "max_tokens": max_tokens,
-        }
-        started = not ray.is_initialized()
-        if started:
-            ray.init(address=address)
-        try:
-            workers = _run_pool(
-                ray, files, parts, job, finished, total, options_file, weight_file, fingerprint,
-                encoding_errors=encoding_errors, num_workers=num_workers, gpus_per_worker=gpus_per_worker,
-                max_retries=max_retries, progress=progress, crash_at=_crash_at,
-            )  # fmt: skip
-        finally:
-            if started:
-                ray.shutdown()
+        fields = ("state", "segment_size", "batch_size", "output_format", "use_sentence_keys", "bucket", "max_tokens")
+        job = {"backend": backend, **{name: getattr(spec, name) for name in fields}}
+        pool_args = (files, parts, job, finished, total, options_file, weight_file, fingerprint)
+        workers = _with_ray(ray, address, pool_args, encoding_errors=encoding_errors, num_workers=num_workers,
+                            gpus_per_worker=gpus_per_worker, max_retries=max_retries, progress=progress, crash_at=_crash_at)
     merging = time.perf_counter()
-    _merge(parts, n_segments, output, spec)
+    merge(parts, n_segments, output, spec)
     shutil.rmtree(parts)
     return RayEmbedReport(
         sentences=total,
@@ -346,6 +265,33 @@ def embed_file_ray(
         embed_seconds=merging - start,
         merge_seconds=time.perf_counter() - merging,
     )
+
+
+def _check_ray_state(state: str) -> None:
+    if state not in RAY_STATES:
+        raise ValueError(
+            f"state must be one of {RAY_STATES}, not {state!r}"
+            + (f": {CARRY_REASON}; use the local engine (ElmoEmbedder.embed_file) for 'carry'" if state == "carry" else "")
+        )
+
+
+def _driver_fingerprint(options_file: PathLike | None, weight_file: PathLike | None, state: str, backend: str) -> str:
+    """The model's fingerprint as the driver loads it (every worker must load the same)."""
+    from elmo_fast.embedder import ElmoEmbedder
+
+    return model_fingerprint(ElmoEmbedder(options_file, weight_file, state=state, backend=backend))
+
+
+def _with_ray(ray: ModuleType, address: str | None, pool_args: tuple, **options) -> int:
+    """:func:`_run_pool` inside this process's Ray (started at ``address`` and shut down if not running)."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address)
+    try:
+        return _run_pool(ray, *pool_args, **options)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _run_pool(
@@ -374,6 +320,7 @@ def _run_pool(
     pending = -(-total // job["segment_size"]) - len(finished)
     workers, resources, threads = _plan_workers(ray, num_workers, gpus_per_worker)
     workers = min(workers, pending)
+    logger.info("Ray: %d worker(s) with %s for %d segment(s)", workers, resources, pending)
     job = dict(job, device="cuda" if resources.get("num_gpus") else "cpu")
     remote = ray.remote(SegmentWorker).options(max_restarts=max_retries, max_task_retries=max_retries, **resources)
     options_file, weight_file = (None if f is None else str(Path(f).resolve()) for f in (options_file, weight_file))
