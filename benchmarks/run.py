@@ -2,12 +2,14 @@
 
     python benchmarks/run.py [--configs small,original] [--batches 1,8,32] [--backends ref,...]
                              [--device cpu|cuda] [--dtypes float32,bfloat16] [--repeats N]
-                             [--threads N] [--out FILE] [--quick]
+                             [--threads N] [--out FILE] [--quick] [--onnx] [--compile]
 
 Rows per config and batch: ``embed`` (the whole model through ``ElmoEmbedder``) and ``lstm``
 (``elmo_fast.ops.lstmp`` over every biLSTM layer) for every backend that resolves on the device,
 plus the ``lstm`` anchor ``torch.nn.LSTM(proj_size=P)`` — an approximation with the same shapes that
-cannot clip. Models are random-weight files in the original bilm-tf layout, loaded through the
+cannot clip. ``--onnx`` adds an ``embed`` row for the model exported to ONNX and run by ONNX Runtime
+(CPU), ``--compile`` one per backend for the biLM under ``torch.compile(fullgraph=True)``
+(``deploy_cases.py``); config ``default`` is the bundled model. Models are random-weight files in the original bilm-tf layout, loaded through the
 public path. ``--dtypes`` adds rows with the model (and the anchor) moved to bfloat16; reduced-precision
 embed rows carry their error against a float32 baseline. Each case is warmed up outside the timed
 region, then run several times; the table shows the median and the minimum. The JSON file is
@@ -37,6 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cases  # noqa: E402
+import deploy_cases  # noqa: E402
 
 import elmo_fast  # noqa: E402
 from elmo_fast import _backends  # noqa: E402
@@ -199,14 +202,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma list of float32, bfloat16 (default float32): bfloat16 moves the model with .to(torch.bfloat16)",
     )
     parser.add_argument("--quick", action="store_true", help="a sub-minute smoke run: small config, few repeats")
+    parser.add_argument("--onnx", action="store_true", help="add embed rows for ONNX Runtime (CPU; pip install 'elmo_fast[onnx]')")
+    parser.add_argument("--compile", action="store_true", help="add embed rows for each backend under torch.compile(fullgraph=True)")
+    parser.add_argument(
+        "--freezing",
+        action="store_true",
+        help="--compile rows with inductor's freezing option (weights as constants)",
+    )
     args = parser.parse_args(argv)
     args.configs = args.configs or (["small"] if args.quick else ["small", "original"])
     args.batches = args.batches or [1, 8, 32]
     args.budget = args.budget if args.budget is not None else (0.5 if args.quick else 4.0)
     args.max_runs = 3 if args.quick else 15
-    unknown = [c for c in args.configs if c not in cases.BENCH_CONFIGS]
+    unknown = [c for c in args.configs if c not in cases.BENCH_CONFIGS and c != deploy_cases.DEFAULT]
     if unknown:
-        parser.error(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(cases.BENCH_CONFIGS)}")
+        parser.error(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(cases.BENCH_CONFIGS)}, {deploy_cases.DEFAULT}")
+    if args.onnx and torch.device(args.device).type != "cpu":
+        parser.error("--onnx rows run ONNX Runtime's CPU provider: use --device cpu")
     bad = [p for p in args.weight_precisions if p not in WEIGHT_PRECISIONS]
     if bad or "fp32" not in args.weight_precisions:
         parser.error(f"--weight-precisions takes {', '.join(WEIGHT_PRECISIONS)} and must include fp32 (the error baseline)")
@@ -249,8 +261,8 @@ def run_config(
     against the baseline: ``ref`` float32 with fp32 weights when ``ref`` is measured, else the same
     backend in float32 with fp32 weights (only for reduced-precision or bf16 rows).
     """
-    files = cases.model_files(config, workdir)
-    options = cases.BENCH_CONFIGS[config]
+    files = deploy_cases.model_files(config, workdir)
+    options = deploy_cases.options(config)
     warmup = 2 if device.type == "cuda" else 1
     timing = dict(repeats=args.repeats, budget_s=args.budget, min_runs=3, max_runs=args.max_runs, warmup=warmup)
     variants = []
@@ -297,6 +309,7 @@ def run_config(
 
         for v in variants:
             measure("embed", *v, lambda: cases.setup_embed(embedders[v], batch), lambda: error_columns(v))
+        deploy_rows(config, batch, args, variants, embedders, files, device, workdir, measure, baseline_outputs)
         for v in variants:
             measure("lstm", *v, lambda: cases.setup_lstm(embedders[v].elmo_bilm.weights(), batch, v[0], device, v[1],
                                                          cases.DTYPES[v[2]]))
@@ -304,6 +317,38 @@ def run_config(
             for d in args.dtypes:
                 measure("lstm", cases.ANCHOR, "fp32", d, lambda: cases.setup_anchor(options, batch, device, cases.DTYPES[d]))
     return rows
+
+
+def deploy_rows(config, batch, args, variants, embedders, files, device, workdir, measure, baseline_outputs) -> None:
+    """The ``--onnx`` and ``--compile`` embed rows of one config and batch, with error columns against
+    ``ref`` float32 (or the first measured variant when ``ref`` is not measured)."""
+    base = ("ref", "fp32", "float32") if ("ref", "fp32", "float32") in embedders else variants[0]
+    if base not in baseline_outputs:
+        baseline_outputs[base] = cases.embed_output(embedders[base], batch)
+
+    def errors(output: torch.Tensor) -> dict:
+        return {**cases.output_error(output, baseline_outputs[base]), "error_vs": " ".join(base)}
+
+    if args.onnx:
+        made = {}
+
+        def setup():
+            made["case"], made["session"] = deploy_cases.setup_onnx(deploy_cases.onnx_file(files, workdir), batch)
+            return made["case"]
+
+        measure("embed", "onnxruntime", "fp32", "float32", setup, lambda: errors(deploy_cases.onnx_output(made["session"], batch)))
+    if args.compile:
+        for backend in dict.fromkeys(v[0] for v in variants):
+            key = (config, backend)
+            if key not in COMPILED:
+                COMPILED[key] = deploy_cases.compiled_embedder(files, backend, device, freezing=args.freezing)
+            compiled = COMPILED[key]
+            measure("embed", f"{backend}+compile{'+freezing' if args.freezing else ''}", "fp32", "float32", lambda: cases.setup_embed(compiled, batch),
+                    lambda: errors(cases.embed_output(compiled, batch)))
+
+
+# One compiled embedder per (config, backend), kept across batch sizes (each new shape compiles once).
+COMPILED: dict[tuple[str, str], object] = {}
 
 
 HEADER = (
@@ -354,9 +399,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "schema": SCHEMA,
         "machine": info,
         "settings": {
-            "configs": {c: cases.BENCH_CONFIGS[c].to_json_dict() for c in args.configs},
-            "flops_per_position": {c: cases.flops_per_position(cases.BENCH_CONFIGS[c]) for c in args.configs},
-            "lstm_flops_per_position": {c: cases.flops_per_position(cases.BENCH_CONFIGS[c], lstm_only=True) for c in args.configs},
+            "configs": {c: deploy_cases.options(c).to_json_dict() for c in args.configs},
+            "flops_per_position": {c: cases.flops_per_position(deploy_cases.options(c)) for c in args.configs},
+            "lstm_flops_per_position": {c: cases.flops_per_position(deploy_cases.options(c), lstm_only=True) for c in args.configs},
             "batches": args.batches,
             "backends": backends,
             "weight_precisions": args.weight_precisions,
@@ -370,6 +415,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "parts": {
                 "embed": "ElmoEmbedder.batch_to_embeddings: char ids, token encoder, all biLSTM layers, boundary removal",
                 "lstm": "elmo_fast.ops.lstmp over every biLSTM layer on random inputs of the same shapes",
+                "onnxruntime": "embed through the elmo-fast export-onnx graph in an ONNX Runtime CPU session "
+                               "(intra-op threads = torch threads): batch_to_ids + session.run",
+                "+compile": "embed with the biLM under torch.compile(fullgraph=True, dynamic=False), inductor; compiled in "
+                            "the warm-up; +freezing: inductor's freezing option on",
             },
             "errors": "embed rows: rel_err = max over biLM layers of ||out - base||_F / ||base||_F; max_elem_rel_err = "
                       "max over layers of max|out - base| / max|base|; base named by error_vs",

@@ -31,7 +31,9 @@ def _probe_module(module: str) -> tuple[bool, str]:
     return True, f"{module} loaded"
 
 
+# A constant of the process for torch.compile: it imports modules, which a graph cannot trace.
 @functools.lru_cache(maxsize=None)
+@torch.compiler.assume_constant_result
 def probe(backend: str) -> tuple[bool, str]:
     """Whether ``backend`` loaded in this process, and why (not)."""
     if backend == "ref":

@@ -1,5 +1,6 @@
 """``elmo-fast`` command line: ``embed`` a text file into hdf5, ``probe``, ``serve``, ``env``, the
-training commands, and ``models`` / ``convert`` (:mod:`elmo_fast.models.cli`).
+training commands, ``models`` / ``convert`` (:mod:`elmo_fast.models.cli`) and ``export-onnx``
+(:mod:`elmo_fast.export.cli`).
 
 Every subcommand is an ``add_<name>_command(sub)`` function listed in :data:`COMMANDS` (the
 convention is in :mod:`elmo_fast.commands`): to add one, write its adder and handler and append the
@@ -25,6 +26,7 @@ from elmo_fast.commands import (
     configure_logging,
     run_handler,
 )
+from elmo_fast.export.cli import add_export_onnx_command
 from elmo_fast.fasta_cli import add_fasta_arguments, check_input_format, embed_fasta_command
 from elmo_fast.jobs.segments import ResumeError
 from elmo_fast.models.cli import add_convert_command, add_models_command
@@ -204,6 +206,7 @@ COMMANDS = (
     add_train_commands,
     add_models_command,
     add_convert_command,
+    add_export_onnx_command,
 )
 """Every subcommand's adder, in the order ``elmo-fast --help`` lists them."""
 

@@ -93,3 +93,14 @@ def test_a_failing_case_becomes_an_error_row_and_the_run_goes_on(run_module, tmp
 def test_run_rejects_unknown_dtype(run_module):
     with pytest.raises(SystemExit):
         run_module.main(["--configs", "tiny", "--dtypes", "float16", "--out", "unused.json"])
+
+
+def test_deploy_row_onnxruntime(run_module, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    out = tmp_path / "bench.json"
+    args = ["--configs", "tiny", "--batches", "2", "--backends", "ref", "--repeats", "1", "--no-anchor", "--onnx", "--out", str(out)]
+    rows = run_module.main(args)["results"]
+    deploy = [r for r in rows if r["backend"] == "onnxruntime"]
+    assert len(deploy) == 1 and "error" not in deploy[0], deploy
+    assert deploy[0]["error_vs"] == "ref fp32 float32" and deploy[0]["rel_err"] < 1e-5

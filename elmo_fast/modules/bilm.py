@@ -37,12 +37,16 @@ NUM_CHAR_IDS: int = 262
 
 
 def _check_ids(ids: torch.Tensor, what: str, size: int, hint: str) -> None:
-    """Reject ``ids`` unless an integer tensor with every value in ``[0, size)`` (one min/max)."""
+    """Reject ``ids`` unless an integer tensor with every value in ``[0, size)`` (one min/max).
+
+    Under a tracer (``torch.compile``, ``torch.export``) the values are not known while the graph is
+    built, so only type and dtype are checked there; the compiled graph does not check the range.
+    """
     if not isinstance(ids, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor {hint}, got {type(ids).__name__}")
     if ids.dtype == torch.bool or ids.dtype.is_floating_point or ids.dtype.is_complex:
         raise TypeError(f"{what} must be an integer tensor {hint}, got dtype {ids.dtype}")
-    if ids.numel():
+    if ids.numel() and not torch.compiler.is_compiling():
         low, high = (int(v) for v in torch.aminmax(ids))
         if low < 0 or high >= size:
             raise ValueError(f"{what} must lie in [0, {size}) {hint}, got values from {low} to {high}")
@@ -188,7 +192,8 @@ class BiLm(nn.Module):
         return self._warm[1], self._warm[2]
 
     def _use_token_cache(self, backend: str) -> bool:
-        if self.token_cache is None or backend not in ROW_EXACT or self.options.n_words:
+        # Not under a tracer: the cache is Python state that changes with every batch.
+        if self.token_cache is None or backend not in ROW_EXACT or self.options.n_words or torch.compiler.is_compiling():
             return False
         return not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
 

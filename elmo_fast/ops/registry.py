@@ -191,8 +191,15 @@ class WeightCache:
         *,
         capacity: int | None = None,
     ) -> T:
-        """``make(*weights)`` (detached, without autograd), from the cache while ``weights`` are unchanged."""
+        """``make(*weights)`` (detached, without autograd), from the cache while ``weights`` are unchanged.
+
+        Under a tracer (``torch.compile``, ``torch.export``) ``make`` becomes part of the graph (every
+        call packs, unless the compiler folds it, e.g. inductor with ``freezing``): the cache's
+        identity and version checks are Python state a graph cannot hold.
+        """
         sources = (weights,) if isinstance(weights, torch.Tensor) else tuple(weights)
+        if torch.compiler.is_compiling():
+            return make(*(s.detach() for s in sources))
         key = (tuple(map(id, sources)), kind)
         stamp = tuple(map(weight_stamp, sources))
         entry = self._entries.get(key)

@@ -86,6 +86,9 @@ def token_encoder_cpp(char_ids: torch.Tensor, weights, activation: str = "relu")
     """
     lead = char_ids.shape[:-1]
     flat = char_ids.reshape(-1, char_ids.shape[-1])
+    if torch.compiler.is_compiling():
+        # every row (same numbers): the number of distinct tokens is data-dependent
+        return _encode_cpp(flat, weights, activation).reshape(*lead, weights.proj_bias.shape[0])
     unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
     pieces = [_encode_cpp(unique[start : start + CPP_CHUNK_ROWS], weights, activation) for start in range(0, len(unique), CPP_CHUNK_ROWS)]
     x = torch.cat(pieces) if pieces else weights.proj_bias.new_zeros(0, weights.proj_bias.shape[0])

@@ -17,6 +17,11 @@ h0, c0   (D, B, P/C)       initial state (zeros when None)
 
 Each row runs over exactly its own ``length`` positions; the backward direction starts at the row's
 last real position. Padding outputs are exactly 0 and never touch the state.
+
+Under a tracer (``torch.compile``, ``torch.export``, the ONNX exporter) :func:`lstmp_ref` runs
+:func:`lstmp_scan`, the same recurrence as one ``scan`` over all positions: the graph then holds the
+time loop once, for any sentence length, instead of a loop unrolled for one length and a
+data-dependent step count (``lengths.max()``) the tracer cannot follow.
 """
 from __future__ import annotations
 
@@ -39,6 +44,51 @@ def reverse_within_lengths(lengths: torch.Tensor, width: int) -> torch.Tensor:
     positions = torch.arange(width, device=lengths.device).unsqueeze(0)
     lens = lengths.unsqueeze(1)
     return torch.where(positions < lens, lens - 1 - positions, positions)
+
+
+def _cell(
+    z: torch.Tensor,
+    c: torch.Tensor,
+    w_proj: torch.Tensor,
+    cell_clip: float | None,
+    proj_clip: float | None,
+    mm: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.bmm,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step from the gate pre-activations ``z`` ``(D, B, 4C)`` and cell ``c``: the new ``(h, c)`` (clipped).
+
+    ``mm``: the projection product (see ``product`` of :func:`lstmp_ref`).
+    """
+    i, j, f, o = z.chunk(4, dim=-1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
+    if cell_clip:
+        c_new = c_new.clamp(-cell_clip, cell_clip)
+    h_new = mm(torch.sigmoid(o) * torch.tanh(c_new), w_proj)
+    if proj_clip:
+        h_new = h_new.clamp(-proj_clip, proj_clip)
+    return h_new, c_new
+
+
+def _start(
+    x: torch.Tensor, lengths: torch.Tensor, w_proj: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None, residual: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Checks and initial values of a layer: ``(xs, lengths, h, c, order)``.
+
+    ``xs`` is ``x`` with the backward direction in reading order (row b's position s holds its token
+    ``len_b - 1 - s``; ``order`` is that index, its own inverse), ``lengths`` int64, ``h``/``c`` the
+    initial state (zeros when None).
+    """
+    num_dirs, batch, width, _ = x.shape
+    cell, proj = w_proj.shape[1], w_proj.shape[2]
+    if residual and x.shape[-1] != proj:
+        raise ValueError(f"residual needs input width {x.shape[-1]} == projection width {proj}")
+    lengths = lengths.to(device=x.device, dtype=torch.int64)
+    h = x.new_zeros(num_dirs, batch, proj) if h0 is None else h0.to(x.dtype)
+    c = x.new_zeros(num_dirs, batch, cell) if c0 is None else c0.to(x.dtype)
+    order = reverse_within_lengths(lengths, width)
+    xs = list(x.unbind(0))
+    if num_dirs > 1:
+        xs[1] = torch.gather(xs[1], 1, order.unsqueeze(-1).expand(batch, width, x.shape[-1]))
+    return torch.stack(xs), lengths, h, c, order
 
 
 def lstmp_ref(
@@ -64,23 +114,12 @@ def lstmp_ref(
     ``product(a, w)``: the three matrix products (default ``torch.matmul``); see
     :func:`elmo_fast.reference.lowp.product` for reduced-precision ones.
     """
+    if product is None and torch.compiler.is_compiling():
+        return lstmp_scan(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
     mm = torch.matmul if product is None else product
     num_dirs, batch, width, _ = x.shape
-    cell = w_proj.shape[1]
     proj = w_proj.shape[2]
-    if residual and x.shape[-1] != proj:
-        raise ValueError(f"residual needs input width {x.shape[-1]} == projection width {proj}")
-    lengths = lengths.to(device=x.device, dtype=torch.int64)
-    h = x.new_zeros(num_dirs, batch, proj) if h0 is None else h0.to(x.dtype)
-    c = x.new_zeros(num_dirs, batch, cell) if c0 is None else c0.to(x.dtype)
-
-    # Put the backward direction in reading order: row b's position s is its token len_b - 1 - s.
-    order = reverse_within_lengths(lengths, width)
-    gather_index = order.unsqueeze(-1).expand(batch, width, x.shape[-1])
-    xs = list(x.unbind(0))
-    if num_dirs > 1:
-        xs[1] = torch.gather(xs[1], 1, gather_index)
-    xs = torch.stack(xs)
+    xs, lengths, h, c, order = _start(x, lengths, w_proj, h0, c0, residual)
 
     out = x.new_zeros(num_dirs, batch, width, proj)
     steps = min(int(lengths.max()) if batch else 0, width)
@@ -89,14 +128,7 @@ def lstmp_ref(
             # Input GEMM for a block of positions at once: [D, B, TIME_CHUNK, 4C]
             gates_x = mm(xs[:, :, s : s + TIME_CHUNK], w_ih.unsqueeze(1)) + bias[:, None, None, :]
         # [D, B, 4C]
-        z = gates_x[:, :, s % TIME_CHUNK] + mm(h, w_hh)
-        i, j, f, o = z.chunk(4, dim=-1)
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
-        if cell_clip:
-            c_new = c_new.clamp(-cell_clip, cell_clip)
-        h_new = mm(torch.sigmoid(o) * torch.tanh(c_new), w_proj)
-        if proj_clip:
-            h_new = h_new.clamp(-proj_clip, proj_clip)
+        h_new, c_new = _cell(gates_x[:, :, s % TIME_CHUNK] + mm(h, w_hh), c, w_proj, cell_clip, proj_clip, mm)
         active = (s < lengths).view(1, batch, 1)
         h = torch.where(active, h_new, h)
         c = torch.where(active, c_new, c)
@@ -109,4 +141,55 @@ def lstmp_ref(
         outs = list(out.unbind(0))
         outs[1] = torch.gather(outs[1], 1, order.unsqueeze(-1).expand(batch, width, proj))
         out = torch.stack(outs)
+    return out, h, c
+
+
+def lstmp_scan(
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    bias: torch.Tensor,
+    w_proj: torch.Tensor,
+    h0: torch.Tensor | None = None,
+    c0: torch.Tensor | None = None,
+    *,
+    cell_clip: float | None = None,
+    proj_clip: float | None = None,
+    residual: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`lstmp_ref` (same arguments, layouts and results) with the time loop as one ``scan``.
+
+    Every row runs over all ``T`` positions (T >= 1); at a padding position the state is kept and the
+    output is 0, as in the loop (which stops at the longest row instead). The input products of all
+    positions are one ``matmul``. :func:`lstmp_ref` calls this under a tracer; in eager mode ``scan``
+    compiles its body on first use, so eager code calls :func:`lstmp_ref`.
+    """
+    # imported here: torch._higher_order_ops.scan is newer than the oldest torch elmo_fast supports
+    from torch._higher_order_ops.scan import scan
+
+    num_dirs, batch, width, _ = x.shape
+    proj = w_proj.shape[2]
+    x, lengths, h, c, order = _start(x, lengths, w_proj, h0, c0, residual)
+    # [T, D, B, 4C]: the input products of every position at once
+    gates_x = (torch.matmul(x, w_ih.unsqueeze(1)) + bias[:, None, None, :]).permute(2, 0, 1, 3)
+    # [T, B]
+    active = length_mask(lengths, width).transpose(0, 1)
+
+    def step(carry: tuple[torch.Tensor, torch.Tensor], inputs: tuple[torch.Tensor, torch.Tensor]):
+        h, c = carry
+        gx, act = inputs
+        h_new, c_new = _cell(gx + torch.bmm(h, w_hh), c, w_proj, cell_clip, proj_clip)
+        a = act.view(1, -1, 1)
+        out = torch.where(a, h_new, torch.zeros((), dtype=h_new.dtype, device=h_new.device))
+        return (torch.where(a, h_new, h), torch.where(a, c_new, c)), out
+
+    (h, c), out = scan(step, (h, c), (gates_x, active))
+    # [T, D, B, P] -> [D, B, T, P]
+    out = out.permute(1, 2, 0, 3)
+    if residual:
+        out = out + x * active.transpose(0, 1).unsqueeze(-1).to(x.dtype)
+    if num_dirs > 1:
+        backward = torch.gather(out[1], 1, order.unsqueeze(-1).expand(batch, width, proj))
+        out = torch.cat((out[:1], backward.unsqueeze(0)))
     return out, h, c

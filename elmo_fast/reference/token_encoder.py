@@ -64,17 +64,26 @@ def token_encoder_ref(char_ids: torch.Tensor, weights, activation: str = "relu")
     """Char-CNN, highway layers and projection: int64 ``(..., 50)`` ids -> ``(..., P)`` embeddings.
 
     ``weights`` is a :class:`elmo_fast.weights.CharCNNWeights` (or anything with its attributes).
-    Tokens are processed in chunks so working memory stays bounded however many there are.
+    Tokens are processed in chunks so working memory stays bounded however many there are; under a
+    tracer (``torch.compile``, ``torch.export``) in one piece, since a loop over chunks would fix the
+    number of tokens in the graph.
     """
     lead = char_ids.shape[:-1]
     flat = char_ids.reshape(-1, char_ids.shape[-1])
+    if torch.compiler.is_compiling():
+        return _encode(flat, weights, activation).reshape(*lead, weights.proj_bias.shape[0])
     per_row = sum(w.shape[0] for w in weights.conv_weights) * char_ids.shape[-1]
     rows = max(1, CHUNK_ELEMENTS // per_row)
     pieces = []
     for start in range(0, flat.shape[0], rows):
-        x = char_cnn_ref(flat[start : start + rows], weights.char_embed, weights.conv_weights, weights.conv_biases, activation)
-        for layer in weights.highway:
-            x = highway_ref(x, layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry)
-        pieces.append(x @ weights.proj_weight + weights.proj_bias)
+        pieces.append(_encode(flat[start : start + rows], weights, activation))
     x = torch.cat(pieces) if pieces else weights.proj_bias.new_zeros(0, weights.proj_bias.shape[0])
     return x.reshape(*lead, x.shape[-1])
+
+
+def _encode(char_ids: torch.Tensor, weights, activation: str) -> torch.Tensor:
+    # [N, 50] -> [N, P]
+    x = char_cnn_ref(char_ids, weights.char_embed, weights.conv_weights, weights.conv_biases, activation)
+    for layer in weights.highway:
+        x = highway_ref(x, layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry)
+    return x @ weights.proj_weight + weights.proj_bias
