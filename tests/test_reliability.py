@@ -27,7 +27,12 @@ def cli(*args: str, wait: bool = True):
     cmd = [sys.executable, "-m", "elmo_fast", "embed", *args, *MODEL, "--quiet"]
     if wait:
         return subprocess.run(cmd, capture_output=True, text=True, env=env)
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # The child gets SIGINT's default action (KeyboardInterrupt) even when pytest itself was started
+    # with SIGINT ignored (a background job of a non-interactive shell passes that on to its children).
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def assert_same_hdf5(a, b):
