@@ -182,7 +182,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0():
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [*_cli(), "serve", "--port", str(port), "--max-wait-ms", "1500", "--log-level", "warning"],
+        [*_cli(), "serve", "--port", str(port), "--max-wait-ms", "5000", "--log-level", "warning"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -205,7 +205,11 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0():
         threads = [threading.Thread(target=post, args=(i,)) for i in range(3)]
         for t in threads:
             t.start()
+        # The first request waits --max-wait-ms (5 s) for company, long enough for the other two to
+        # join it even on a loaded machine; all three are then in the batcher's queue.
+        deadline = time.monotonic() + 4.5
         while httpx.get(url + "/health", timeout=5).json()["queue_sentences"] < 3:
+            assert time.monotonic() < deadline, "the three requests were not queued together"
             time.sleep(0.01)
         proc.send_signal(signal.SIGTERM)
         for t in threads:
