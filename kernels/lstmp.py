@@ -364,20 +364,19 @@ def _static_layer(x, weights, h0: bool, residual: bool, final: bool, cell_clip: 
 def lstmp_fwd(
     x: torch.Tensor,
     lengths: torch.Tensor,
-    w_ih: torch.Tensor,
-    w_hh: torch.Tensor,
-    bias: torch.Tensor,
-    w_proj: torch.Tensor,
+    layer,
     h0: torch.Tensor | None = None,
     c0: torch.Tensor | None = None,
     *,
-    cell_clip: float | None = None,
-    proj_clip: float | None = None,
-    residual: bool = False,
     output_final_state: bool = True,
     cuda_graph: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """One LSTM-with-projection layer in D <= 2 directions, as :func:`elmo_fast.reference.lstmp_ref`.
+
+    ``layer`` is any object with the attributes ``w_ih``, ``w_hh``, ``bias``, ``w_proj`` (the
+    ``(D, ...)`` weight stacks of :func:`~elmo_fast.reference.lstmp_ref`), ``cell_clip``,
+    ``proj_clip`` (float or None) and ``residual`` (bool), such as ``elmo_fast.ops.lstmp.LstmpLayer``
+    or a ``types.SimpleNamespace``.
 
     ``x`` ``(D, B, T, Pin)`` is float32 or bfloat16 (fp16 works the same way); the weights are cast
     to its dtype, products accumulate in float32 and the cell state stays float32. ``lengths`` must
@@ -389,6 +388,8 @@ def lstmp_fwd(
     width to a multiple of 8) and per weight tensors. True on CPU tensors runs the same padded,
     cached buffers without a graph, which is how the CPU tests cover that path.
     """
+    w_ih, w_hh, bias, w_proj = layer.w_ih, layer.w_hh, layer.bias, layer.w_proj
+    cell_clip, proj_clip, residual = layer.cell_clip, layer.proj_clip, layer.residual
     num_dirs, batch, width, width_in = x.shape
     cell, proj = w_proj.shape[-2], w_proj.shape[-1]
     if num_dirs not in (1, 2):
@@ -421,8 +422,8 @@ def lstmp_fwd(
         cuda_graph = x.is_cuda and not torch.cuda.is_current_stream_capturing()
     # the cached path keeps the weight pointers: only when the weights needed no copy
     if cuda_graph and all(w is v for w, v in zip(weights, (w_ih, w_hh, bias, w_proj))):
-        layer = _static_layer(x, weights, h0 is not None, residual, output_final_state, cell_clip, proj_clip)
-        return layer(x, lengths, h0, c0)
+        static = _static_layer(x, weights, h0 is not None, residual, output_final_state, cell_clip, proj_clip)
+        return static(x, lengths, h0, c0)
     buf = _Buffers(x.contiguous(), lengths, h0, c0, *weights, residual, output_final_state)
     _run(buf, cell_clip, proj_clip)
     return buf.o, buf.ht, buf.ct

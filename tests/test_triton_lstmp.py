@@ -5,7 +5,7 @@ import pytest
 import torch
 from utils import TRITON_DEVICE, TRITON_SKIP_REASON, assert_close, random_lstm_inputs
 
-from elmo_fast.ops.lstmp import lstmp
+from elmo_fast.ops.lstmp import LstmpLayer, lstmp
 from elmo_fast.reference import lstmp_ref
 
 pytestmark = pytest.mark.skipif(TRITON_DEVICE is None, reason=TRITON_SKIP_REASON)
@@ -36,10 +36,12 @@ def _reference(inp: dict, **kwargs) -> tuple[torch.Tensor, ...]:
     return lstmp_ref(**wide, **kwargs)
 
 
-def _triton(inp: dict, **kwargs):
+def _triton(inp: dict, *, cell_clip=None, proj_clip=None, residual=False, **kwargs):
+    """``lstmp_fwd`` on the inputs of :func:`random_lstm_inputs`, the layer as a :class:`LstmpLayer`."""
     from elmo_fast.kernels.lstmp import lstmp_fwd
 
-    return lstmp_fwd(**inp, **kwargs)
+    layer = LstmpLayer(inp["w_ih"], inp["w_hh"], inp["bias"], inp["w_proj"], cell_clip, proj_clip, residual)
+    return lstmp_fwd(inp["x"], inp["lengths"], layer, inp.get("h0"), inp.get("c0"), **kwargs)
 
 
 CASES = [

@@ -122,7 +122,7 @@ def lstmp_triton(x, lengths, layer: LstmpLayer, h0, c0) -> LstmpOutput:
     """The Triton kernels (:func:`elmo_fast.kernels.lstmp.lstmp_fwd`; imported on first use)."""
     from elmo_fast.kernels.lstmp import lstmp_fwd
 
-    return lstmp_fwd(x, lengths, *layer[:4], h0, c0, cell_clip=layer.cell_clip, proj_clip=layer.proj_clip, residual=layer.residual)
+    return lstmp_fwd(x, lengths, layer, h0, c0)
 
 
 registry.register("lstmp", "triton", lstmp_triton)

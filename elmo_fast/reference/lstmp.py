@@ -25,6 +25,7 @@ data-dependent step count (``lengths.max()``) the tracer cannot follow.
 """
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable
 
 import torch
@@ -34,6 +35,10 @@ from .char_ids import length_mask
 # Positions whose input projections are computed together: bounds memory for very long sentences
 # (the original model needs 128 KiB per position and direction for them).
 TIME_CHUNK: int = 256
+
+# what lstmp_ref hands lstmp_scan (a namedtuple: dynamo traces its construction without a graph break,
+# a types.SimpleNamespace it does not)
+_ScanLayer = namedtuple("_ScanLayer", "w_ih w_hh bias w_proj cell_clip proj_clip residual")
 
 
 def reverse_within_lengths(lengths: torch.Tensor, width: int) -> torch.Tensor:
@@ -115,7 +120,8 @@ def lstmp_ref(
     :func:`elmo_fast.reference.lowp.product` for reduced-precision ones.
     """
     if product is None and torch.compiler.is_compiling():
-        return lstmp_scan(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=cell_clip, proj_clip=proj_clip, residual=residual)
+        layer = _ScanLayer(w_ih, w_hh, bias, w_proj, cell_clip, proj_clip, residual)
+        return lstmp_scan(x, lengths, layer, h0, c0)
     mm = torch.matmul if product is None else product
     num_dirs, batch, width, _ = x.shape
     proj = w_proj.shape[2]
@@ -147,24 +153,22 @@ def lstmp_ref(
 def lstmp_scan(
     x: torch.Tensor,
     lengths: torch.Tensor,
-    w_ih: torch.Tensor,
-    w_hh: torch.Tensor,
-    bias: torch.Tensor,
-    w_proj: torch.Tensor,
+    layer,
     h0: torch.Tensor | None = None,
     c0: torch.Tensor | None = None,
-    *,
-    cell_clip: float | None = None,
-    proj_clip: float | None = None,
-    residual: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`lstmp_ref` (same arguments, layouts and results) with the time loop as one ``scan``.
+    """:func:`lstmp_ref` (same layouts and results) with the time loop as one ``scan``.
 
+    ``layer`` is any object with the attributes ``w_ih``, ``w_hh``, ``bias``, ``w_proj``,
+    ``cell_clip``, ``proj_clip`` and ``residual`` (the arguments of :func:`lstmp_ref` of those
+    names), such as ``elmo_fast.ops.lstmp.LstmpLayer``.
     Every row runs over all ``T`` positions (T >= 1); at a padding position the state is kept and the
     output is 0, as in the loop (which stops at the longest row instead). The input products of all
     positions are one ``matmul``. :func:`lstmp_ref` calls this under a tracer; in eager mode ``scan``
     compiles its body on first use, so eager code calls :func:`lstmp_ref`.
     """
+    w_ih, w_hh, bias, w_proj = layer.w_ih, layer.w_hh, layer.bias, layer.w_proj
+    cell_clip, proj_clip, residual = layer.cell_clip, layer.proj_clip, layer.residual
     # imported here: torch._higher_order_ops.scan is newer than the oldest torch elmo_fast supports
     from torch._higher_order_ops.scan import scan
 
