@@ -172,6 +172,17 @@ def test_carry_is_refused(embedder):
     assert "cannot be served" in done.stderr and "previous batch" in done.stderr
 
 
+def test_model_name_offline_refused_with_the_files_to_place(tmp_path):
+    """`serve --model NAME --offline` with an empty cache: exit 2, naming the model and where its files go."""
+    env = {**os.environ, "ELMO_FAST_CACHE": str(tmp_path)}
+    cmd = [sys.executable, "-m", "elmo_fast", "serve", "--model", "small", "--offline"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert "'small' is not in the cache" in done.stderr and str(tmp_path / "small" / "weights.hdf5") in done.stderr
+    both = subprocess.run([*cmd, "--options", "o.json", "--weights", "w.hdf5"], capture_output=True, text=True, env=env)
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
 def _cli() -> list[str]:
     script = Path(sys.executable).with_name("elmo-fast")
     return [str(script)] if script.is_file() else [sys.executable, "-m", "elmo_fast"]
