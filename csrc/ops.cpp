@@ -24,7 +24,8 @@ TORCH_LIBRARY(elmo_fast, m) {
       "str activation) -> Tensor");
   m.def(
       "highway(Tensor x, Tensor w_transform, Tensor b_transform, Tensor w_carry, Tensor b_carry, "
-      "Tensor? w_transform_packed=None, Tensor? w_carry_packed=None) -> Tensor");
+      "Tensor? w_transform_packed=None, Tensor? w_carry_packed=None, Tensor? w_transform_scale=None, "
+      "Tensor? w_carry_scale=None) -> Tensor");
   // x @ weight + bias (bilm-tf's layout: weight is (K, M)); the token encoder's projection.
   // weight_packed may also be a reduced-precision layout (int8 ones with their `weight_scale`), see lstmp.
   m.def("dense(Tensor x, Tensor weight, Tensor bias, Tensor? weight_packed=None, Tensor? weight_scale=None) -> Tensor");

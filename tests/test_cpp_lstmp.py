@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import elmo_fast._C  # noqa: F401  (registers torch.ops.elmo_fast; the cpp backend is always built)
-from elmo_fast.ops.lstmp import _pack_gates, lstmp
+from elmo_fast.ops.cpp import pack_gates
+from elmo_fast.ops.lstmp import lstmp
 from elmo_fast.ops.registry import WEIGHT_CACHE
 from elmo_fast.reference import lstmp_ref
 from utils import assert_close, random_lstm_inputs
@@ -101,7 +102,7 @@ def test_pack_cache_follows_in_place_updates():
     ref, second = _call(inputs, packed=True)
     _assert_same(ref, second)
     assert not torch.equal(first[0], second[0])
-    assert WEIGHT_CACHE.count("cpp.lstmp") >= 2
+    assert WEIGHT_CACHE.count("cpp.pack_lowp") >= 2
 
 
 def test_bad_arguments_raise():
@@ -123,7 +124,7 @@ def test_opcheck():
     inputs = random_lstm_inputs(2, 4, 5, 16, 32, seed=9)
     args = [inputs[k] for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")]
     torch.library.opcheck(torch.ops.elmo_fast.lstmp.default, (*args, 3.0, 3.0, True))
-    packed = (_pack_gates(inputs["w_ih"]), _pack_gates(inputs["w_hh"]), torch.ops.elmo_fast.pack_panels(inputs["w_proj"]))
+    packed = (pack_gates(inputs["w_ih"]), pack_gates(inputs["w_hh"]), torch.ops.elmo_fast.pack_panels(inputs["w_proj"]))
     torch.library.opcheck(torch.ops.elmo_fast.lstmp.default, (*args[:6], None, None, None, 0.5, False, *packed))
     torch.library.opcheck(torch.ops.elmo_fast.pack_panels.default, (inputs["w_proj"],))
 

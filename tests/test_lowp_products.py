@@ -18,7 +18,8 @@ import torch
 
 import elmo_fast._C  # noqa: F401  (registers torch.ops.elmo_fast)
 from elmo_fast import ElmoEmbedder, env_report
-from elmo_fast.ops.lstmp import _pack_gates, lstmp
+from elmo_fast.ops.cpp import pack_gates
+from elmo_fast.ops.lstmp import lstmp
 from elmo_fast.reference import lstmp_ref
 from elmo_fast.reference.lowp import PRODUCTS_ENV, product, product_fn, products_precision, quantize_rows
 from elmo_fast.reference.quantize import dequantize, int8_columns
@@ -121,14 +122,14 @@ def _reduced(w: torch.Tensor, precision: str, pack=None) -> tuple[torch.Tensor, 
     q, scale = int8_columns(w)
     # the stored bytes are q + 128 (csrc/cpu/lowp_gemm.h); pack_panels takes them as int8 bits
     stored = _interleave(pack((q.to(torch.int16) + 128).to(torch.uint8).view(torch.int8)).view(torch.uint8), 4)
-    if pack is _pack_gates:
+    if pack is pack_gates:
         scale = scale.unflatten(-1, (4, scale.shape[-1] // 4))
     return stored, torch.nn.functional.pad(scale, (0, -scale.shape[-1] % 16), value=1.0).contiguous()
 
 
 def _packed_op_args(inputs, precision):
     """The lstmp op's packed weights and scales in the reduced-products layouts."""
-    ih, hh = _reduced(inputs["w_ih"], precision, _pack_gates), _reduced(inputs["w_hh"], precision, _pack_gates)
+    ih, hh = _reduced(inputs["w_ih"], precision, pack_gates), _reduced(inputs["w_hh"], precision, pack_gates)
     pr = _reduced(inputs["w_proj"], precision)
     return (ih[0], hh[0], pr[0]), (ih[1], hh[1], pr[1])
 

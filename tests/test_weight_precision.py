@@ -1,4 +1,5 @@
-"""Reduced-precision LSTM weights (``weight_precision="bf16"`` / ``"int8"``).
+"""Reduced-precision weights (``weight_precision="bf16"`` / ``"int8"``): the biLSTM here, the token
+encoder's highway and projection in test_lowp_token_encoder.py.
 
 The reference twin of the ``cpp`` kernels is :func:`lstmp_ref` with the products of
 :mod:`elmo_fast.reference.lowp` (bf16-rounded or per-row quantised activations times the stored
@@ -22,7 +23,8 @@ import elmo_fast._C  # noqa: F401  (registers torch.ops.elmo_fast)
 from elmo_fast import ElmoEmbedder, batch_to_ids
 from elmo_fast.cli import main as cli_main
 from elmo_fast.modules import BiLm
-from elmo_fast.ops.lstmp import _pack_gates, lstmp
+from elmo_fast.ops.cpp import pack_gates
+from elmo_fast.ops.lstmp import lstmp
 from elmo_fast.reference import lstmp_ref
 from elmo_fast.reference.lowp import product_fn
 from elmo_fast.reference.quantize import INT8_MAX, dequantize, int8_columns
@@ -88,7 +90,7 @@ def test_op_checks_scales():
     inputs = random_lstm_inputs(2, 2, 3, 8, 16, seed=5)
     args = _args(inputs)[:6]
     q_ih, s_ih = int8_columns(inputs["w_ih"])
-    panels = (_pack_gates(q_ih), _pack_gates(inputs["w_hh"]), torch.ops.elmo_fast.pack_panels(inputs["w_proj"]))
+    panels = (pack_gates(q_ih), pack_gates(inputs["w_hh"]), torch.ops.elmo_fast.pack_panels(inputs["w_proj"]))
     with pytest.raises(RuntimeError, match="need their per-column scales"):
         torch.ops.elmo_fast.lstmp(*args, None, None, 3.0, 3.0, False, *panels)
     scale = s_ih.unflatten(-1, (4, 16)).contiguous()
@@ -106,7 +108,7 @@ def test_op_checks_scales():
 def test_opcheck_int8():
     inputs = random_lstm_inputs(2, 3, 4, 16, 32, seed=9)
     (q_ih, s_ih), (q_hh, s_hh), (q_pr, s_pr) = (int8_columns(inputs[k]) for k in ("w_ih", "w_hh", "w_proj"))
-    packed = (_pack_gates(q_ih), _pack_gates(q_hh), torch.ops.elmo_fast.pack_panels(q_pr))
+    packed = (pack_gates(q_ih), pack_gates(q_hh), torch.ops.elmo_fast.pack_panels(q_pr))
     scales = (s_ih.unflatten(-1, (4, 32)).contiguous(), s_hh.unflatten(-1, (4, 32)).contiguous(), s_pr.contiguous())
     torch.library.opcheck(torch.ops.elmo_fast.lstmp.default, (*_args(inputs), 3.0, 3.0, True, *packed, *scales))
 
@@ -122,9 +124,9 @@ def test_whole_model_cpp_equals_ref(precision):
     want, _ = ref.batch_to_embeddings(sentences)
     base, _ = fp32.batch_to_embeddings(sentences)
     assert_follows_twin(got, want, base, what=precision)
-    # the token layer is fp32 in every mode; the LSTM layers are not
-    assert torch.equal(got[:, 0], base[:, 0])
-    assert not torch.equal(got[:, 1:], base[:, 1:])
+    # every layer moved: the token layer's highway and projection products are reduced too
+    for layer in range(got.shape[1]):
+        assert not torch.equal(got[:, layer], base[:, layer]), layer
     padding = got.transpose(1, 2)[~mask]
     assert torch.equal(padding, torch.zeros_like(padding))
 

@@ -25,6 +25,8 @@
 // Every row's result depends on that row only, as for the fp32 panels.
 #pragma once
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 #include <string>
 #include <type_traits>
@@ -238,24 +240,35 @@ struct Rows {
 };
 
 // Owns converted activation rows: convert once, then use them for every product with the same rows
-// (the LSTM converts h once per step for all its 4C recurrent columns, not once per column block).
+// (the LSTM converts h once per step for all its 4C recurrent columns, not once per column block;
+// the token encoder converts a layer's input once for all its column blocks).
 class RowBuffer {
  public:
   // a[rows, k] (row stride lda) in the form products with `group`-interleaved panels read.
-  Rows convert(const float* a, int64_t lda, int64_t rows, int64_t k, int64_t group) {
+  // `grain` > 0: convert blocks of `grain` rows in parallel (at::parallel_for; rows are independent).
+  Rows convert(const float* a, int64_t lda, int64_t rows, int64_t k, int64_t group, int64_t grain = 0) {
     if (group == 1) {
       return Rows::fp32(a, lda);
     }
     const int64_t ld = round_up(k, group);
+    auto over_rows = [&](const auto& body) {
+      if (grain > 0 && rows > grain) {
+        at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { body(begin, end); });
+      } else {
+        body(0, rows);
+      }
+    };
     if (group == 2) {
       bf16_.resize(rows * ld);
-      round_rows_bf16(a, lda, rows, k, bf16_.data(), ld);
+      over_rows([&](int64_t r0, int64_t r1) { round_rows_bf16(a + r0 * lda, lda, r1 - r0, k, bf16_.data() + r0 * ld, ld); });
       return {nullptr, bf16_.data(), nullptr, nullptr, nullptr, ld};
     }
     q_.resize(rows * ld);
     scale_.resize(rows);
     comp_.resize(rows);
-    quantize_rows(a, lda, rows, k, q_.data(), ld, scale_.data(), comp_.data());
+    over_rows([&](int64_t r0, int64_t r1) {
+      quantize_rows(a + r0 * lda, lda, r1 - r0, k, q_.data() + r0 * ld, ld, scale_.data() + r0, comp_.data() + r0);
+    });
     return {nullptr, nullptr, q_.data(), scale_.data(), comp_.data(), ld};
   }
 

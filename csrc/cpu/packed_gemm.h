@@ -112,12 +112,6 @@ inline void check_packed(const at::Tensor& packed, const std::optional<at::Tenso
               " scales must be contiguous float32 ", at::IntArrayRef(scale_shape), ", got ", scale->sizes(), " ", scale->scalar_type());
 }
 
-// The same for float32 panels only (the token encoder's).
-inline void check_packed(const at::Tensor& packed, const char* name, at::IntArrayRef lead, int64_t k, int64_t n) {
-  check_packed(packed, std::nullopt, name, lead, k, n);
-  TORCH_CHECK(packed.scalar_type() == at::kFloat, name, " must be float32 panels, got ", packed.scalar_type());
-}
-
 // One packed operand as the kernels read it: panels of float, bf16 (raw uint16 bits), int8 or uint8,
 // `group` consecutive k per panel row (k_group), and for int8 / uint8 the scale of every (padded) column.
 struct Panels {
@@ -476,7 +470,7 @@ inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const W* pane
                           });
 }
 
-// float32 panels (the token encoder's).
+// float32 panels (the char-CNN's filters).
 inline void packed_gemm(const float* a, int64_t lda, int64_t rows, const float* panels, int64_t n_panels, int64_t k, float* c, int64_t ldc) {
   packed_gemm<float>(a, lda, rows, panels, nullptr, n_panels, k, c, ldc);
 }

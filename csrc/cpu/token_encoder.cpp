@@ -4,7 +4,10 @@
 //
 // Every product runs on packed panels (packed_gemm.h), whose result for one row does not depend on
 // the other rows of the call: a token's embedding is bit-identical whether it is computed alone, in
-// a batch, or once for all its repeats, which is what makes the word-type cache exact.
+// a batch, or once for all its repeats, which is what makes the word-type cache exact. highway and
+// dense also take the reduced-precision layouts of lowp_gemm.h (bf16 pairs, or uint8 quads with their
+// scales): then the layer's input rows are rounded to bf16 or quantised per row once per call (still
+// per row, so still row-exact) and multiplied in that precision; char_cnn stays float32.
 //
 // char_cnn. A token's 50 slots end in a run of one repeated id (padding 261, or 0 for a padding
 // token), and every convolution window that lies inside that run gives the same vector. So per token
@@ -260,11 +263,17 @@ void for_each_block(int64_t rows, int64_t cols, int64_t tiles, const Body& body)
   });
 }
 
-at::Tensor packed_or_pack(const std::optional<at::Tensor>& packed, const at::Tensor& weight, const char* name) {
-  at::Tensor p = packed ? *packed : pack_panels(weight);
-  check_packed(p, name, {}, weight.size(0), weight.size(1));
-  return p.contiguous();
+// The packed operand for `weight` [k, n]: the caller's (any layout of pack_panels, or the bf16 pairs
+// and uint8 quads of lowp_gemm.h with their scales), or float32 panels packed here for this call.
+at::Tensor packed_or_pack(const std::optional<at::Tensor>& packed, const std::optional<at::Tensor>& scale, const at::Tensor& weight,
+                          const char* name) {
+  at::Tensor p = packed ? packed->contiguous() : pack_panels(weight);
+  check_packed(p, scale, name, {}, weight.size(0), weight.size(1));
+  return p;
 }
+
+// Rows per task when converting a layer's input for bf16 or int8 products (once per call, in parallel).
+constexpr int64_t kConvertGrain = 64;
 
 at::Tensor highway_cpu(
     const at::Tensor& x,
@@ -273,7 +282,9 @@ at::Tensor highway_cpu(
     const at::Tensor& w_carry,
     const at::Tensor& b_carry,
     const std::optional<at::Tensor>& w_transform_packed,
-    const std::optional<at::Tensor>& w_carry_packed) {
+    const std::optional<at::Tensor>& w_carry_packed,
+    const std::optional<at::Tensor>& w_transform_scale,
+    const std::optional<at::Tensor>& w_carry_scale) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat, "highway: x must be float32 (N, F), got ", x.sizes(), " ", x.scalar_type());
   const int64_t rows = x.size(0), width = x.size(1);
   for (const at::Tensor* w : {&w_transform, &w_carry}) {
@@ -282,21 +293,27 @@ at::Tensor highway_cpu(
   for (const at::Tensor* b : {&b_transform, &b_carry}) {
     TORCH_CHECK(b->scalar_type() == at::kFloat && b->numel() == width, "highway: biases must be float32 with ", width, " values");
   }
+  const at::Tensor wt = packed_or_pack(w_transform_packed, w_transform_scale, w_transform, "highway: w_transform_packed");
+  const at::Tensor wc = packed_or_pack(w_carry_packed, w_carry_scale, w_carry, "highway: w_carry_packed");
+  const Panels pt = Panels::of(wt, w_transform_scale, 0), pc = Panels::of(wc, w_carry_scale, 0);
+  TORCH_CHECK(pt.type == pc.type && pt.group == pc.group, "highway: w_transform_packed and w_carry_packed must have the same layout, got ",
+              wt.scalar_type(), " and ", wc.scalar_type(), " panels");
   at::Tensor y = at::empty({rows, width}, x.options());
   if (rows == 0) {
     return y;
   }
   const at::Tensor xc = x.contiguous(), bt = b_transform.contiguous(), bc = b_carry.contiguous();
-  const at::Tensor wt = packed_or_pack(w_transform_packed, w_transform, "highway: w_transform_packed");
-  const at::Tensor wc = packed_or_pack(w_carry_packed, w_carry, "highway: w_carry_packed");
   const float* p_x = xc.data_ptr<float>();
   float* p_y = y.data_ptr<float>();
+  // Both products read the same rows: converted once for bf16 or int8 products.
+  RowBuffer buffer;
+  const Rows a = buffer.convert(p_x, width, rows, width, pt.group, kConvertGrain);
   for_each_block(rows, width, 2, [&](int64_t r0, int64_t nr, int64_t c0, int64_t nc, float* tile) {
     const int64_t nc_p = round_up(nc, kPanel);
     float* t = tile;
     float* g = tile + nr * nc_p;
-    packed_gemm(p_x + r0 * width, width, nr, wt.data_ptr<float>() + c0 * width, nc_p / kPanel, width, t, nc_p);
-    packed_gemm(p_x + r0 * width, width, nr, wc.data_ptr<float>() + c0 * width, nc_p / kPanel, width, g, nc_p);
+    packed_gemm(a.from(r0), nr, pt.panel(c0 / kPanel, width), nc_p / kPanel, width, t, nc_p);
+    packed_gemm(a.from(r0), nr, pc.panel(c0 / kPanel, width), nc_p / kPanel, width, g, nc_p);
     HighwayArgs args{t, g, nc_p, p_x + r0 * width + c0, p_y + r0 * width + c0, width, bt.data_ptr<float>() + c0, bc.data_ptr<float>() + c0, nr, nc};
     highway_epilogue(args);
   });
@@ -310,20 +327,21 @@ at::Tensor dense_cpu(
   TORCH_CHECK(weight.dim() == 2 && weight.size(0) == x.size(1) && weight.scalar_type() == at::kFloat, "dense: weight must be float32 (", x.size(1), ", M), got ", weight.sizes());
   TORCH_CHECK(bias.numel() == weight.size(1) && bias.scalar_type() == at::kFloat, "dense: bias must be float32 with ", weight.size(1), " values");
   const int64_t rows = x.size(0), k = x.size(1), cols = weight.size(1);
+  // Any packed layout (fp32, bf16 or int8 weights; bf16 or int8 products, lowp_gemm.h).
+  const at::Tensor w = packed_or_pack(weight_packed, weight_scale, weight, "dense: weight_packed");
   at::Tensor y = at::empty({rows, cols}, x.options());
   if (rows == 0) {
     return y;
   }
   const at::Tensor xc = x.contiguous(), b = bias.contiguous();
-  // Any packed layout (fp32, bf16 or int8 weights; bf16 or int8 products, lowp_gemm.h).
-  const at::Tensor w = weight_packed ? weight_packed->contiguous() : pack_panels(weight);
-  check_packed(w, weight_scale, "dense: weight_packed", {}, k, cols);
   const Panels panels = Panels::of(w, weight_scale, 0);
   const float* p_x = xc.data_ptr<float>();
   float* p_y = y.data_ptr<float>();
+  RowBuffer buffer;
+  const Rows a = buffer.convert(p_x, k, rows, k, panels.group, kConvertGrain);
   for_each_block(rows, cols, 1, [&](int64_t r0, int64_t nr, int64_t c0, int64_t nc, float* tile) {
     const int64_t nc_p = round_up(nc, kPanel);
-    packed_gemm(p_x + r0 * k, k, nr, panels.panel(c0 / kPanel, k), nc_p / kPanel, k, tile, nc_p);
+    packed_gemm(a.from(r0), nr, panels.panel(c0 / kPanel, k), nc_p / kPanel, k, tile, nc_p);
     bias_epilogue(tile, nc_p, b.data_ptr<float>() + c0, p_y + r0 * cols + c0, cols, nr, nc);
   });
   return y;

@@ -16,6 +16,7 @@ from elmo_fast.ops.registry import weight_stamp
 from elmo_fast.ops.token_encoder import ROW_EXACT, token_encoder
 from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
 from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, length_mask
+from elmo_fast.reference.lowp import products_precision
 from elmo_fast.weights import ElmoWeights
 
 __all__ = ["DEFAULT_MAX_SENTENCE_LENGTH", "NUM_CHAR_IDS", "STATES", "WARMUP_TEXT", "BiLm", "check_state"]
@@ -157,7 +158,9 @@ class BiLm(nn.Module):
         pieces = []
         for start in range(0, len(words), batch_size):
             ids = char_ids([[w] for w in words[start : start + batch_size]]).to(device)[:, 0]
-            pieces.append(token_encoder(ids, self.weights().char_cnn, self.options.activation, backend=backend))
+            pieces.append(
+                token_encoder(ids, self.weights().char_cnn, self.options.activation, backend=backend, weight_precision=self.weight_precision)
+            )
         table = torch.cat(pieces)
         self._boundary_embedding = table[:2]
         self._word_embedding = table[2:]
@@ -203,8 +206,13 @@ class BiLm(nn.Module):
         ids, mask = add_sentence_boundaries(char_ids, (char_ids > 0).any(dim=-1), self.options.bos_ids, self.options.eos_ids)
         unique, inverse = torch.unique(ids.reshape(-1, ids.shape[-1]), dim=0, return_inverse=True)
         cnn = self.weights().char_cnn
-        stamp = tuple((id(p), *weight_stamp(p)) for n, p in self.named_parameters() if not n.startswith("lstm_"))
-        table = self.token_cache.embed(unique, partial(token_encoder, weights=cnn, activation=self.options.activation, backend=backend), stamp)
+        # the products' precision too (ELMO_FAST_PRODUCTS may change between calls)
+        stamp = (
+            *((id(p), *weight_stamp(p)) for n, p in self.named_parameters() if not n.startswith("lstm_")),
+            products_precision(self.weight_precision),
+        )
+        encode = partial(token_encoder, weights=cnn, activation=self.options.activation, backend=backend, weight_precision=self.weight_precision)
+        table = self.token_cache.embed(unique, encode, stamp)
         return table[inverse].reshape(*ids.shape[:-1], table.shape[-1]), mask
 
     def _initial_state(self, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -304,6 +312,6 @@ class BiLm(nn.Module):
             c0,
             token_embedding=token_embedding,
             mask=mask,
-            encoder=partial(token_encoder, backend=backend),
+            encoder=partial(token_encoder, backend=backend, weight_precision=self.weight_precision),
             lstmp=partial(lstmp, backend=backend, weight_precision=self.weight_precision),
         )

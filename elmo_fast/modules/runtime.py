@@ -39,9 +39,11 @@ class RuntimeOptions:
         backend: ``"auto"`` or one of ``cuda``, ``triton``, ``cpp``, ``ref`` (see
             :mod:`elmo_fast._backends`).
         device: where the model lives (None: CPU); inputs are moved there.
-        weight_precision: ``"fp32"``, ``"bf16"`` or ``"int8"`` storage of the biLSTM weights for
-            inference (see :mod:`elmo_fast.reference.quantize`): read directly by ``cpp`` (lower
-            batch-1 latency), emulated in float32 by the other backends. Not with training.
+        weight_precision: ``"fp32"``, ``"bf16"`` or ``"int8"`` storage of the biLSTM, highway and
+            projection weights for inference (see :mod:`elmo_fast.reference.quantize`): ``cpp``
+            multiplies in that precision (:mod:`elmo_fast.reference.lowp`), ``ref`` computes the
+            same products in PyTorch, the GPU backends use the rounded weights in float32. Not
+            with training.
         token_cache_size: capacity of the LRU cache of token embeddings across batches (0: off),
             used only where it changes no number (see :class:`~elmo_fast.modules.token_cache.TokenCache`).
         max_sentence_length: longer sentences are refused with a clear error; the outputs take

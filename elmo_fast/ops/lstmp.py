@@ -14,10 +14,10 @@ from typing import NamedTuple
 import torch
 
 from elmo_fast.ops import cpp, registry
-from elmo_fast.ops.registry import FLOAT32_ONLY, WEIGHT_CACHE
+from elmo_fast.ops.registry import FLOAT32_ONLY
 from elmo_fast.reference.lstmp import lstmp_ref
 from elmo_fast.reference.lowp import product_fn, products_precision
-from elmo_fast.reference.quantize import check_weight_precision, dequantize, int8_columns
+from elmo_fast.reference.quantize import check_weight_precision
 
 LstmpOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -42,11 +42,7 @@ class LstmpLayer(NamedTuple):
         """The same layer with the float32 weights its precision stands for (cached per weight)."""
         if self.weight_precision == "fp32":
             return self
-        precision = self.weight_precision
-        w_ih, w_hh, w_proj = (
-            WEIGHT_CACHE.get(w, ("dequantize", precision), lambda t: dequantize(t, precision))
-            for w in (self.w_ih, self.w_hh, self.w_proj)
-        )
+        w_ih, w_hh, w_proj = (registry.dequantized(w, self.weight_precision) for w in (self.w_ih, self.w_hh, self.w_proj))
         return self._replace(w_ih=w_ih, w_hh=w_hh, w_proj=w_proj, weight_precision="fp32")
 
 
@@ -128,40 +124,6 @@ def lstmp_triton(x, lengths, layer: LstmpLayer, h0, c0) -> LstmpOutput:
 registry.register("lstmp", "triton", lstmp_triton)
 
 
-def _pack_gates(weight: torch.Tensor) -> torch.Tensor:
-    # (D, K, 4C) -> per gate (D, 4, K, C) -> panels (D, 4, C / 16, K, 16)
-    return cpp.pack_matrix(weight.unflatten(-1, (4, weight.shape[-1] // 4)).transpose(1, 2))
-
-
-def _pad_columns(scale: torch.Tensor) -> torch.Tensor:
-    # (..., N) -> (..., round_up(N, 16)): padded columns hold int8 zeros, any scale will do
-    return torch.nn.functional.pad(scale, (0, -scale.shape[-1] % 16), value=1.0).contiguous()
-
-
-def _packer(precision: str, gates: bool, products: str):
-    """``weight -> (panels, scales or None)`` for ``precision`` storage and ``products`` arithmetic;
-    ``gates``: ``w_ih``/``w_hh``."""
-    pack = _pack_gates if gates else cpp.pack_matrix
-
-    def packed(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if precision == "fp32":
-            return pack(weight), None
-        if precision == "bf16":
-            panels = pack(weight.to(torch.bfloat16))
-            return (cpp.interleave_k(panels, 2) if products == "bf16" else panels), None
-        q, scale = int8_columns(weight)
-        if products == "int8":
-            # the unsigned bytes q + 128 (see csrc/cpu/lowp_gemm.h)
-            q = (q.to(torch.int16) + 128).to(torch.uint8)
-        if gates:
-            # (D, 4C) -> per gate (D, 4, C)
-            scale = scale.unflatten(-1, (4, scale.shape[-1] // 4))
-        panels = pack(q) if products != "int8" else cpp.interleave_k(pack(q.view(torch.int8)).view(torch.uint8), 4)
-        return panels, _pad_columns(scale)
-
-    return packed
-
-
 def lstmp_cpp(x, lengths, layer: LstmpLayer, h0, c0) -> LstmpOutput:
     """The ``cpp`` backend: ``torch.ops.elmo_fast.lstmp`` on weights packed once per weight tensor.
 
@@ -175,8 +137,7 @@ def lstmp_cpp(x, lengths, layer: LstmpLayer, h0, c0) -> LstmpOutput:
     precision = layer.weight_precision
     products = products_precision(precision)
     (ih, ih_s), (hh, hh_s), (pr, pr_s) = (
-        WEIGHT_CACHE.get(w, ("cpp.lstmp", kind, precision, products), _packer(precision, kind == "gates", products))
-        for w, kind in ((layer.w_ih, "gates"), (layer.w_hh, "gates"), (layer.w_proj, "w_proj"))
+        cpp.packed_lowp(w, precision, products, gates=gates) for w, gates in ((layer.w_ih, True), (layer.w_hh, True), (layer.w_proj, False))
     )
     out, h_n, c_n = torch.ops.elmo_fast.lstmp(
         x, lengths, *layer[:4], h0, c0, layer.cell_clip, layer.proj_clip, layer.residual, ih, hh, pr, ih_s, hh_s, pr_s

@@ -172,7 +172,7 @@ class WeightCache:
     """Tensors derived from weights (packed, quantised, captured), made once per weights' contents.
 
     An entry is keyed by the identity of its source weights and a ``kind`` (a tuple whose first item
-    names the family, e.g. ``("cpp.pack", "dense")``). The one invalidation rule: an entry is
+    names the family, e.g. ``("cpp.pack_lowp", "int8", "int8", False)``). The one invalidation rule: an entry is
     rebuilt when any source changes in place (its version counter, storage or shape moved), and
     dropped when any source is freed. So a loaded model is packed on its first forward and never
     again while its weights stay the same. A family may be given a ``capacity`` (least recently
@@ -241,3 +241,13 @@ class WeightCache:
 
 WEIGHT_CACHE = WeightCache()
 """The process's one cache of weight-derived tensors."""
+
+
+def dequantized(weight: torch.Tensor, precision: str) -> torch.Tensor:
+    """The float32 weight that ``precision`` storage of ``weight`` stands for
+    (:func:`~elmo_fast.reference.quantize.dequantize`), made once per weight contents."""
+    if precision == "fp32":
+        return weight
+    from elmo_fast.reference.quantize import dequantize
+
+    return WEIGHT_CACHE.get(weight, ("dequantize", precision), lambda t: dequantize(t, precision))

@@ -1,9 +1,15 @@
 """``token_encoder``: character ids -> token embeddings (char-CNN, highway layers, projection).
 
-Semantics: :func:`elmo_fast.reference.token_encoder_ref`.
+Semantics: :func:`elmo_fast.reference.token_encoder_ref`. Every backend registers
+``fn(char_ids, weights, activation, weight_precision)``. ``weight_precision`` (see
+:mod:`elmo_fast.reference.quantize`) is the storage the highway and projection weights stand for;
+the reference and ``cpp`` multiply them in that precision (:mod:`elmo_fast.reference.lowp`;
+``ELMO_FAST_PRODUCTS=fp32`` keeps float32 products), the registry hands the other backends the
+float32 weights it stands for. The character embeddings and convolutions stay float32.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -11,6 +17,8 @@ import torch
 from elmo_fast import _backends
 from elmo_fast.ops import cpp, registry
 from elmo_fast.ops.registry import FLOAT32_ONLY, WEIGHT_CACHE
+from elmo_fast.reference.lowp import product_fn, products_precision
+from elmo_fast.reference.quantize import check_weight_precision
 from elmo_fast.reference.token_encoder import token_encoder_ref
 
 # Backends whose result for a token does not depend on the other tokens of the call (bit for bit),
@@ -30,12 +38,52 @@ def weight_tensors(weights) -> list[torch.Tensor]:
     return tensors
 
 
-registry.define("token_encoder", token_encoder_ref, tensors=lambda char_ids, weights, activation: weight_tensors(weights))
+def dequantized_weights(weights, precision: str):
+    """``weights`` with the float32 highway and projection weights that ``precision`` storage stands for."""
+    if precision == "fp32":
+        return weights
+    highway = [
+        dataclasses.replace(
+            layer, w_transform=registry.dequantized(layer.w_transform, precision), w_carry=registry.dequantized(layer.w_carry, precision)
+        )
+        for layer in weights.highway
+    ]
+    return dataclasses.replace(weights, highway=highway, proj_weight=registry.dequantized(weights.proj_weight, precision))
 
 
-def token_encoder(char_ids: torch.Tensor, weights, activation: str = "relu", *, backend: str = "ref") -> torch.Tensor:
-    """Embed int64 ``(..., 50)`` character ids as ``(..., P)`` with a :class:`~elmo_fast.weights.CharCNNWeights`."""
-    return registry.call("token_encoder", backend, char_ids, weights, activation)
+def _ref(char_ids: torch.Tensor, weights, activation: str, weight_precision: str) -> torch.Tensor:
+    """:func:`token_encoder_ref` with the highway and projection products the ``cpp`` backend runs
+    (reduced-precision weights multiply in their own precision, or with ``ELMO_FAST_PRODUCTS=fp32``
+    as their float32 values), so the reference is the twin of the ``cpp`` kernels in each mode."""
+    products = products_precision(weight_precision)
+    if products == "fp32":
+        weights = dequantized_weights(weights, weight_precision)
+    return token_encoder_ref(char_ids, weights, activation, product=product_fn(products))
+
+
+def _dequantize(char_ids, weights, activation, weight_precision) -> tuple:
+    return char_ids, dequantized_weights(weights, weight_precision), activation, "fp32"
+
+
+registry.define(
+    "token_encoder",
+    _ref,
+    tensors=lambda char_ids, weights, activation, weight_precision: weight_tensors(weights),
+    dequantize=_dequantize,
+    native_precision=True,
+)
+
+
+def token_encoder(
+    char_ids: torch.Tensor, weights, activation: str = "relu", *, backend: str = "ref", weight_precision: str = "fp32"
+) -> torch.Tensor:
+    """Embed int64 ``(..., 50)`` character ids as ``(..., P)`` with a :class:`~elmo_fast.weights.CharCNNWeights`.
+
+    ``backend`` must already be resolved. ``weight_precision``: the storage of the highway and
+    projection weights (``"fp32"``, ``"bf16"``, ``"int8"``); ``cpp`` and ``ref`` multiply in it,
+    the GPU backends compute with the rounded weights in float32.
+    """
+    return registry.call("token_encoder", backend, char_ids, weights, activation, check_weight_precision(weight_precision))
 
 
 def packed_conv_weights(
@@ -51,7 +99,7 @@ def packed_conv_weights(
     )
 
 
-def token_encoder_triton(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
+def token_encoder_triton(char_ids: torch.Tensor, weights, activation: str = "relu", weight_precision: str = "fp32") -> torch.Tensor:
     """Triton char-CNN and highway kernels, then the projection as one ``addmm`` (imported on first use)."""
     from elmo_fast.kernels.char_cnn import char_cnn_fwd
     from elmo_fast.kernels.highway import highway_fwd
@@ -68,46 +116,45 @@ def token_encoder_triton(char_ids: torch.Tensor, weights, activation: str = "rel
 registry.register("token_encoder", "triton", token_encoder_triton)
 
 
-def token_encoder_cuda(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
+def token_encoder_cuda(char_ids: torch.Tensor, weights, activation: str = "relu", weight_precision: str = "fp32") -> torch.Tensor:
     """The ``cuda`` backend compiles only the LSTM: its encoder is Triton's where triton loaded,
     else the reference (PyTorch's own GPU kernels)."""
-    impl = token_encoder_triton if _backends.probe("triton")[0] else token_encoder_ref
-    return impl(char_ids, weights, activation)
+    if _backends.probe("triton")[0]:
+        return token_encoder_triton(char_ids, weights, activation)
+    return token_encoder_ref(char_ids, weights, activation)
 
 
 registry.register("token_encoder", "cuda", token_encoder_cuda)
 
 
-def token_encoder_cpp(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
+def token_encoder_cpp(char_ids: torch.Tensor, weights, activation: str = "relu", weight_precision: str = "fp32") -> torch.Tensor:
     """The ``cpp`` backend: the encoder runs once per distinct token (row of ids) in ``char_ids``.
 
     ``elmo_fast::char_cnn``, ``highway`` and ``dense`` give each row a result that does not depend on
-    the other rows, so computing each distinct row once changes no number.
+    the other rows (also with bf16 or int8 products: activations are rounded or quantised per row),
+    so computing each distinct row once changes no number.
     """
     lead = char_ids.shape[:-1]
     flat = char_ids.reshape(-1, char_ids.shape[-1])
+    precision = (weight_precision, products_precision(weight_precision))
     if torch.compiler.is_compiling():
         # every row (same numbers): the number of distinct tokens is data-dependent
-        return _encode_cpp(flat, weights, activation).reshape(*lead, weights.proj_bias.shape[0])
+        return _encode_cpp(flat, weights, activation, *precision).reshape(*lead, weights.proj_bias.shape[0])
     unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
-    pieces = [_encode_cpp(unique[start : start + CPP_CHUNK_ROWS], weights, activation) for start in range(0, len(unique), CPP_CHUNK_ROWS)]
+    pieces = [
+        _encode_cpp(unique[start : start + CPP_CHUNK_ROWS], weights, activation, *precision) for start in range(0, len(unique), CPP_CHUNK_ROWS)
+    ]
     x = torch.cat(pieces) if pieces else weights.proj_bias.new_zeros(0, weights.proj_bias.shape[0])
     return x[inverse].reshape(*lead, x.shape[-1])
 
 
-def _encode_cpp(char_ids: torch.Tensor, weights, activation: str) -> torch.Tensor:
+def _encode_cpp(char_ids: torch.Tensor, weights, activation: str, precision: str, products: str) -> torch.Tensor:
     x = torch.ops.elmo_fast.char_cnn(char_ids, weights.char_embed, weights.conv_weights, weights.conv_biases, activation)
     for layer in weights.highway:
-        x = torch.ops.elmo_fast.highway(
-            x,
-            layer.w_transform,
-            layer.b_transform,
-            layer.w_carry,
-            layer.b_carry,
-            cpp.packed(layer.w_transform, "highway"),
-            cpp.packed(layer.w_carry, "highway"),
-        )
-    return torch.ops.elmo_fast.dense(x, weights.proj_weight, weights.proj_bias, cpp.packed(weights.proj_weight, "dense"))
+        (wt, wt_scale), (wc, wc_scale) = (cpp.packed_lowp(w, precision, products) for w in (layer.w_transform, layer.w_carry))
+        x = torch.ops.elmo_fast.highway(x, layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry, wt, wc, wt_scale, wc_scale)
+    proj, proj_scale = cpp.packed_lowp(weights.proj_weight, precision, products)
+    return torch.ops.elmo_fast.dense(x, weights.proj_weight, weights.proj_bias, proj, proj_scale)
 
 
 if cpp.available():
@@ -117,12 +164,14 @@ if cpp.available():
         return char_embed.new_empty(char_ids.shape[0], sum(w.shape[0] for w in conv_weights))
 
     @torch.library.register_fake("elmo_fast::highway")
-    def _highway_fake(x, w_transform, b_transform, w_carry, b_carry, w_transform_packed=None, w_carry_packed=None):
+    def _highway_fake(
+        x, w_transform, b_transform, w_carry, b_carry, w_transform_packed=None, w_carry_packed=None, w_transform_scale=None, w_carry_scale=None
+    ):
         return torch.empty_like(x)
 
     @torch.library.register_fake("elmo_fast::dense")
     def _dense_fake(x, weight, bias, weight_packed=None, weight_scale=None):
         return x.new_empty(x.shape[0], weight.shape[1])
 
-    registry.register("token_encoder", "cpp", token_encoder_cpp, dtypes=FLOAT32_ONLY)
+    registry.register("token_encoder", "cpp", token_encoder_cpp, dtypes=FLOAT32_ONLY, native_precision=True)
     ROW_EXACT.add("cpp")

@@ -11,9 +11,11 @@ With ``weight_precision="bf16"`` or ``"int8"`` the ``cpp`` backend multiplies in
   ``q_a = 0``, ``s_a = 1``); the integer sum ``q_a @ q_w`` is exact (int32 in the kernel), then
   ``float(q_a @ q_w) * (s_a * s_w)``.
 
-The cell state, gates, clipping and the residual stay float32. :func:`product` is what
-:func:`~elmo_fast.reference.lstmp_ref` takes as ``product=``; sums are formed in float64 here, so the
-kernels match it to float32 rounding.
+The products are the biLSTM's three (input, recurrent, projection) and the token encoder's highway
+and projection ones; the cell state, gates, clipping, the residual, the highway gate and the
+character convolutions stay float32. :func:`product` is what :func:`~elmo_fast.reference.lstmp_ref`
+and :func:`~elmo_fast.reference.token_encoder_ref` take as ``product=``; sums are formed in float64
+here, so the kernels match it to float32 rounding.
 """
 from __future__ import annotations
 

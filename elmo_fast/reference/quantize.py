@@ -1,8 +1,9 @@
-"""Reduced-precision storage of the LSTM weights: what the stored values are, as fp32 tensors.
+"""Reduced-precision storage of the weight matrices: what the stored values are, as fp32 tensors.
 
 ``weight_precision`` (``BiLm``, ``Elmo``, ``ElmoEmbedder``, ``elmo-fast embed --weight-precision``)
-stores ``w_ih``, ``w_hh`` and ``w_proj`` of every biLSTM layer in fewer bits; the token encoder,
-biases and state stay float32 (how the products are computed: :mod:`elmo_fast.reference.lowp`):
+stores ``w_ih``, ``w_hh`` and ``w_proj`` of every biLSTM layer and the token encoder's highway and
+projection matrices in fewer bits; the character embeddings and convolutions, biases and state
+stay float32 (how the products are computed: :mod:`elmo_fast.reference.lowp`):
 
 - ``"fp32"``: the weights as loaded (the default).
 - ``"bf16"``: each weight rounded to bfloat16 (round to nearest even), 2 bytes.

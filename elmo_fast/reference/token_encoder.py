@@ -5,12 +5,15 @@ bilm-tf's ``x @ W`` matrices for highway and projection).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+
+Product = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``product(a, w)`` stands for ``a @ w`` (e.g. bf16 or int8 products, :mod:`elmo_fast.reference.lowp`)."""
 
 
 def char_cnn_ref(
@@ -48,10 +51,15 @@ def highway_ref(
     b_transform: torch.Tensor,
     w_carry: torch.Tensor,
     b_carry: torch.Tensor,
+    product: Product | None = None,
 ) -> torch.Tensor:
-    """One highway layer in bilm-tf's naming: ``g * relu(x Wt + bt) + (1 - g) * x``, g = sigmoid(x Wc + bc)."""
-    transform = torch.relu(x @ w_transform + b_transform)
-    gate = torch.sigmoid(x @ w_carry + b_carry)
+    """One highway layer in bilm-tf's naming: ``g * relu(x Wt + bt) + (1 - g) * x``, g = sigmoid(x Wc + bc).
+
+    ``product``: how ``x Wt`` and ``x Wc`` are computed (None: ``torch.matmul``).
+    """
+    mm = product or torch.matmul
+    transform = torch.relu(mm(x, w_transform) + b_transform)
+    gate = torch.sigmoid(mm(x, w_carry) + b_carry)
     return gate * transform + (1.0 - gate) * x
 
 
@@ -60,10 +68,12 @@ def highway_ref(
 CHUNK_ELEMENTS: int = 1 << 25
 
 
-def token_encoder_ref(char_ids: torch.Tensor, weights, activation: str = "relu") -> torch.Tensor:
+def token_encoder_ref(char_ids: torch.Tensor, weights, activation: str = "relu", product: Product | None = None) -> torch.Tensor:
     """Char-CNN, highway layers and projection: int64 ``(..., 50)`` ids -> ``(..., P)`` embeddings.
 
     ``weights`` is a :class:`elmo_fast.weights.CharCNNWeights` (or anything with its attributes).
+    ``product``: how the highway and projection products are computed (None: ``torch.matmul``; the
+    convolutions always run in the weights' dtype).
     Tokens are processed in chunks so working memory stays bounded however many there are; under a
     tracer (``torch.compile``, ``torch.export``) in one piece, since a loop over chunks would fix the
     number of tokens in the graph.
@@ -71,19 +81,19 @@ def token_encoder_ref(char_ids: torch.Tensor, weights, activation: str = "relu")
     lead = char_ids.shape[:-1]
     flat = char_ids.reshape(-1, char_ids.shape[-1])
     if torch.compiler.is_compiling():
-        return _encode(flat, weights, activation).reshape(*lead, weights.proj_bias.shape[0])
+        return _encode(flat, weights, activation, product).reshape(*lead, weights.proj_bias.shape[0])
     per_row = sum(w.shape[0] for w in weights.conv_weights) * char_ids.shape[-1]
     rows = max(1, CHUNK_ELEMENTS // per_row)
     pieces = []
     for start in range(0, flat.shape[0], rows):
-        pieces.append(_encode(flat[start : start + rows], weights, activation))
+        pieces.append(_encode(flat[start : start + rows], weights, activation, product))
     x = torch.cat(pieces) if pieces else weights.proj_bias.new_zeros(0, weights.proj_bias.shape[0])
     return x.reshape(*lead, x.shape[-1])
 
 
-def _encode(char_ids: torch.Tensor, weights, activation: str) -> torch.Tensor:
+def _encode(char_ids: torch.Tensor, weights, activation: str, product: Product | None) -> torch.Tensor:
     # [N, 50] -> [N, P]
     x = char_cnn_ref(char_ids, weights.char_embed, weights.conv_weights, weights.conv_biases, activation)
     for layer in weights.highway:
-        x = highway_ref(x, layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry)
-    return x @ weights.proj_weight + weights.proj_bias
+        x = highway_ref(x, layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry, product)
+    return (product or torch.matmul)(x, weights.proj_weight) + weights.proj_bias
