@@ -37,7 +37,7 @@ def cpu_flags() -> list[str]:
     at::parallel_for is a header template: with torch's OpenMP backend it only runs in parallel when
     the extension itself is compiled with OpenMP (otherwise every task runs on the calling thread).
     """
-    flags = ["-O3", "-Wno-psabi"]
+    flags = ["-O3", "-Wno-psabi", "-ffp-contract=off"]
     if "parallel backend: OpenMP" in torch.__config__.parallel_info() and sys.platform != "darwin":
         flags.append("/openmp" if sys.platform == "win32" else "-fopenmp")
     return flags

@@ -114,37 +114,79 @@ struct GateArgs {
   float clip_value;
 };
 
-ELMO_FAST_ISA_CLONES void gates_epilogue(const GateArgs& a) {
+// Cells [k, k + n) of row r, n <= the lanes of V (fewer: a tail, through a zero-padded buffer).
+template <typename V>
+ELMO_FAST_INLINE void gate_cells(const GateArgs& a, int64_t r, int64_t k, int64_t n) {
+  constexpr int64_t lanes = sizeof(V) / sizeof(float);
+  auto load = [&](const float* p) {
+    V v;
+    if (n == lanes) {
+      std::memcpy(&v, p + k, sizeof(v));
+    } else {
+      float buf[lanes] = {};
+      std::memcpy(buf, p + k, sizeof(float) * n);
+      std::memcpy(&v, buf, sizeof(v));
+    }
+    return v;
+  };
+  auto store = [&](float* p, V v) {
+    if (n == lanes) {
+      std::memcpy(p + k, &v, sizeof(v));
+    } else {
+      float buf[lanes];
+      std::memcpy(buf, &v, sizeof(v));
+      std::memcpy(p + k, buf, sizeof(float) * n);
+    }
+  };
   const int64_t plane = a.rows * a.tile_ld;
+  const float* t = a.tile + r * a.tile_ld;
+  float* c = a.c + r * a.ld;
+  V zi = load(t) + load(a.gx[0] + r * a.gx_ld) + load(a.bias);
+  V zj = load(t + plane) + load(a.gx[1] + r * a.gx_ld) + load(a.bias + a.cell);
+  V zf = load(t + 2 * plane) + load(a.gx[2] + r * a.gx_ld) + load(a.bias + 2 * a.cell);
+  V zo = load(t + 3 * plane) + load(a.gx[3] + r * a.gx_ld) + load(a.bias + 3 * a.cell);
+  V c_new = vsigmoid(zf) * load(c) + vsigmoid(zi) * vtanh(zj);
+  if (a.clip) {
+    c_new = vclamp(c_new, -a.clip_value, a.clip_value);
+  }
+  store(c, c_new);
+  store(a.m + r * a.ld, vsigmoid(zo) * vtanh(c_new));
+}
+
+ELMO_FAST_ISA_CLONES void gates_epilogue(const GateArgs& a) {
   for (int64_t r = 0; r < a.rows; ++r) {
-    const float* t = a.tile + r * a.tile_ld;
-    const float* gi = a.gx[0] + r * a.gx_ld;
-    const float* gj = a.gx[1] + r * a.gx_ld;
-    const float* gf = a.gx[2] + r * a.gx_ld;
-    const float* go = a.gx[3] + r * a.gx_ld;
-    float* c = a.c + r * a.ld;
-    float* m = a.m + r * a.ld;
     for (int64_t k = 0; k < a.width; k += kLanes) {
-      const int64_t n = std::min(kLanes, a.width - k);
-      auto load = [&](const float* p) { return n == kLanes ? vload(p + k) : vload_n(p + k, n); };
-      vfloat zi = load(t) + load(gi) + load(a.bias);
-      vfloat zj = load(t + plane) + load(gj) + load(a.bias + a.cell);
-      vfloat zf = load(t + 2 * plane) + load(gf) + load(a.bias + 2 * a.cell);
-      vfloat zo = load(t + 3 * plane) + load(go) + load(a.bias + 3 * a.cell);
-      vfloat c_new = vsigmoid(zf) * load(c) + vsigmoid(zi) * vtanh(zj);
-      if (a.clip) {
-        c_new = vclamp(c_new, -a.clip_value, a.clip_value);
-      }
-      vfloat m_new = vsigmoid(zo) * vtanh(c_new);
-      if (n == kLanes) {
-        vstore(c + k, c_new);
-        vstore(m + k, m_new);
-      } else {
-        vstore_n(c + k, c_new, n);
-        vstore_n(m + k, m_new, n);
-      }
+      gate_cells<vfloat>(a, r, k, std::min(kLanes, a.width - k));
     }
   }
+}
+
+#ifdef ELMO_FAST_HAVE_AVX2_KERNEL
+// The same with 16 lanes where the CPU has AVX-512 (the gate nonlinearities were a sixth of the
+// int8 batch-32 time with 8 lanes). No FMA is enabled here, as in the clones above, so every
+// cell gets the same bits as there (setup.py compiles with -ffp-contract=off: AVX-512F has its own FMA
+// instructions; tests/test_cpp_backend.py compares the two with ELMO_FAST_DISABLE_AVX512).
+__attribute__((target("avx512f,no-fma"))) void gates_epilogue_avx512(const GateArgs& a) {
+  for (int64_t r = 0; r < a.rows; ++r) {
+    int64_t k = 0;
+    for (; k + 16 <= a.width; k += 16) {
+      gate_cells<vfloat16>(a, r, k, 16);
+    }
+    for (; k < a.width; k += kLanes) {
+      gate_cells<vfloat>(a, r, k, std::min(kLanes, a.width - k));
+    }
+  }
+}
+#endif
+
+void run_gates_epilogue(const GateArgs& a) {
+#ifdef ELMO_FAST_HAVE_AVX2_KERNEL
+  if (cpu_has_avx512()) {
+    gates_epilogue_avx512(a);
+    return;
+  }
+#endif
+  gates_epilogue(a);
 }
 
 struct ProjArgs {
@@ -281,7 +323,7 @@ struct Layer {
       args.width = kw;
       args.clip = cell_clip.has_value();
       args.clip_value = cell_clip.value_or(0.0f);
-      gates_epilogue(args);
+      run_gates_epilogue(args);
     }
   }
 

@@ -37,38 +37,62 @@ ELMO_FAST_INLINE vfloat vsplat(float x) {
   return vfloat{} + x;
 }
 
-ELMO_FAST_INLINE vfloat vmax(vfloat a, vfloat b) {
+// 16-lane vectors for code compiled for AVX-512 (target attributes; see lstmp.cpp's gate epilogue).
+typedef float vfloat16 __attribute__((vector_size(64)));
+typedef int32_t vint16 __attribute__((vector_size(64)));
+
+// The integer vector of the same lanes as a float vector.
+template <typename V>
+struct IntOf;
+template <>
+struct IntOf<vfloat> {
+  using type = vint;
+};
+template <>
+struct IntOf<vfloat16> {
+  using type = vint16;
+};
+
+// The functions below are templates over the vector type: the same operations in the same order
+// for 8 or 16 lanes, so (without FMA contraction, which none of the targets used here enables)
+// every lane gets the same bits whatever the width.
+template <typename V>
+ELMO_FAST_INLINE V vmax(V a, V b) {
   return a > b ? a : b;
 }
 
-ELMO_FAST_INLINE vfloat vclamp(vfloat x, float lo, float hi) {
-  x = x < lo ? vsplat(lo) : x;
-  return x > hi ? vsplat(hi) : x;
+template <typename V>
+ELMO_FAST_INLINE V vclamp(V x, float lo, float hi) {
+  x = x < lo ? V{} + lo : x;
+  return x > hi ? V{} + hi : x;
 }
 
 // exp(x) by Cody-Waite range reduction and a degree-6 polynomial (Cephes expf): max relative
 // error ~1.5e-7 over [-87, 88]; inputs are clamped to that range (exp(-87) ~ 1.6e-38).
-ELMO_FAST_INLINE vfloat vexp(vfloat x) {
+template <typename V>
+ELMO_FAST_INLINE V vexp(V x) {
+  using I = typename IntOf<V>::type;
   x = vclamp(x, -87.0f, 88.0f);
   // 1.5 * 2^23: adding it rounds to the nearest integer and leaves that integer in the low mantissa bits.
   const float round_magic = 12582912.0f;
-  vfloat t = x * 1.44269504088896341f + round_magic;
-  vfloat n = t - round_magic;
-  vfloat r = x - n * 0.693359375f;
+  V t = x * 1.44269504088896341f + round_magic;
+  V n = t - round_magic;
+  V r = x - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
-  vfloat p = vsplat(1.9875691500e-4f);
+  V p = V{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  vint bits = (vint)t;
+  I bits = (I)t;
   bits = (bits - 0x4B400000 + 127) << 23;
-  return p * (vfloat)bits;
+  return p * (V)bits;
 }
 
-ELMO_FAST_INLINE vfloat vsigmoid(vfloat x) {
+template <typename V>
+ELMO_FAST_INLINE V vsigmoid(V x) {
   return 1.0f / (1.0f + vexp(-x));
 }
 
@@ -78,22 +102,24 @@ ELMO_FAST_INLINE vfloat vsigmoid(vfloat x) {
 // sweep of this header, not committed); the old 2 sigmoid(2x) - 1 form had 1.2e-4 near 0 and an
 // absolute error of 1.8e-7 near |x| = 4. tests/test_float64_accuracy.py bounds the relative error
 // through elmo_fast::char_cnn's tanh activation.
-ELMO_FAST_INLINE vfloat vtanh(vfloat x) {
-  const vfloat z = x < 0.0f ? -x : x;
-  const vfloat s = z * z;
-  vfloat p = vsplat(-5.70498872745e-3f);
+template <typename V>
+ELMO_FAST_INLINE V vtanh(V x) {
+  const V z = x < 0.0f ? -x : x;
+  const V s = z * z;
+  V p = V{} + -5.70498872745e-3f;
   p = p * s + 2.06390887954e-2f;
   p = p * s - 5.37397155531e-2f;
   p = p * s + 1.33314422036e-1f;
   p = p * s - 3.33332819422e-1f;
-  const vfloat small = p * s * z + z;
-  const vfloat large = 1.0f - 2.0f / (vexp(2.0f * z) + 1.0f);
-  const vfloat t = z < 0.625f ? small : large;
+  const V small = p * s * z + z;
+  const V large = 1.0f - 2.0f / (vexp(2.0f * z) + 1.0f);
+  const V t = z < 0.625f ? small : large;
   return x < 0.0f ? -t : t;
 }
 
-ELMO_FAST_INLINE vfloat vrelu(vfloat x) {
-  return x > 0.0f ? x : vsplat(0.0f);
+template <typename V>
+ELMO_FAST_INLINE V vrelu(V x) {
+  return x > 0.0f ? x : V{};
 }
 
 // Loads and stores of a tail shorter than one vector go through a zero-padded buffer.
