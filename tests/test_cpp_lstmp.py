@@ -179,3 +179,34 @@ def test_row_result_does_not_depend_on_batch(precision):
         at = rows.index(2)
         for a, b in zip(part, full):
             assert torch.equal(a[:, at], b[:, 2]), (precision, rows)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_thread_schedules_give_the_same_bits(precision, threads, monkeypatch):
+    """ELMO_FAST_LSTM_SCHEDULE picks how threads share a call (csrc/cpu/lstmp.cpp, choose_plan): one
+    task per direction, the directions in turn with every step split (barriers), or every phase split
+    by parallel_for. Each output column is computed by the same kernel either way: same bits, and the
+    reference's numbers. Shapes with uneven shares (more threads than projection blocks) and rows
+    that end at different steps."""
+    inputs = random_lstm_inputs(2, 3, 7, 20, 300, seed=21)
+    inputs["lengths"] = torch.tensor([7, 2, 5])
+    args = [inputs[k] for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        outs = {}
+        for schedule in ("directions", "cooperative", "split"):
+            monkeypatch.setenv("ELMO_FAST_LSTM_SCHEDULE", schedule)
+            with torch.no_grad():
+                outs[schedule] = lstmp(*args, cell_clip=3.0, proj_clip=3.0, residual=True, backend="cpp", weight_precision=precision)
+        monkeypatch.setenv("ELMO_FAST_LSTM_SCHEDULE", "sideways")
+        with pytest.raises(RuntimeError, match="ELMO_FAST_LSTM_SCHEDULE must be"):
+            lstmp(*args, backend="cpp")
+    finally:
+        torch.set_num_threads(previous)
+    for schedule in ("cooperative", "split"):
+        for a, b in zip(outs["directions"], outs[schedule]):
+            assert torch.equal(a, b), (schedule, precision)
+    if precision == "fp32":
+        _assert_same(lstmp_ref(*args, cell_clip=3.0, proj_clip=3.0, residual=True), outs["cooperative"])

@@ -10,9 +10,12 @@
 //               m = sigmoid(o) * tanh(c), fused, while the tile is in cache;
 //   projection: per (direction, block of kProjBlock columns), [rows, C] x [C, cols], then clipping,
 //               the state update, the residual and the scatter to the padded output, fused.
-// With no more threads than directions, each direction is one task that runs all its steps, so the
-// directions never wait for each other. With more threads, every phase of every step is split over
-// all of them (two barriers per step).
+// Threads (choose_plan): with few rows and large weights a step is bound by reading the weights, so
+// the directions run in turn and every step's phases are split over all threads in fixed shares
+// (cooperative: each core keeps its share of one direction's weights in cache across the steps;
+// two barriers per step). Otherwise, with no more threads than directions, each direction is one
+// task that runs all its steps, so the directions never wait for each other; with more threads,
+// every phase of every step is split over all of them.
 //
 // NOTE: no BLAS call happens in the steps. PyTorch turns MKL's dynamic threading off, so every MKL
 // GEMM forks and joins its own OpenMP team (a nested one inside a task): with the input GEMM as
@@ -27,11 +30,17 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
+#include <string>
 #include <numeric>
 #include <optional>
 #include <type_traits>
 #include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "../ops.h"
 #include "lowp_gemm.h"
@@ -382,6 +391,32 @@ struct Layer {
     }
   }
 
+  // The directions one after the other, each step's phases split over a team of `threads` threads
+  // (this one is `tid`) in fixed shares, a barrier after each phase. A thread reads the same share
+  // of one direction's weights at every step, so with few rows (a step bound by reading weights)
+  // that share stays in cache across the steps: 1/threads of one direction's recurrent and
+  // projection weights per core instead of a whole direction's.
+  template <typename Barrier>
+  void run_cooperative(int64_t tid, int64_t threads, const Barrier& barrier) const {
+    const int64_t steps = static_cast<int64_t>(sch.active.size());
+    auto share = [&](int64_t first, int64_t count, auto&& body) { body(first + tid * count / threads, first + (tid + 1) * count / threads); };
+    for (int64_t d = 0; d < dirs; ++d) {
+      int64_t window_first = 0;
+      for (int64_t s = 0; s < steps; ++s) {
+        if (s == 0 || sch.offset[s + 1] - window_first > cap) {
+          window_first = sch.offset[s];
+          const int64_t rows = sch.offset[window_end(s)] - window_first;
+          share(d * 4 * n_cb, 4 * n_cb, [&](int64_t b, int64_t e) { input_gemm(b, e, window_first, rows); });
+          barrier();
+        }
+        share(d * n_cb, n_cb, [&](int64_t b, int64_t e) { gate_items(s, window_first, b, e); });
+        barrier();
+        share(d * n_pb, n_pb, [&](int64_t b, int64_t e) { projection_items(s, b, e); });
+        barrier();
+      }
+    }
+  }
+
   // Every phase of every step split over all threads.
   void run_split() const {
     const int64_t steps = static_cast<int64_t>(sch.active.size());
@@ -397,6 +432,58 @@ struct Layer {
     }
   }
 };
+
+// How the threads share a call (see the top of this file):
+//   kDirections: one task per direction, all its steps, no waiting (threads <= directions);
+//   kCooperative: directions in turn, each step split over all threads, a barrier per phase; for
+//     few rows, where a step reads the weights more than it computes (batch 1: the weights of one
+//     direction of the original model, 20 MB in bf16, stay in cache; both directions' 40 MB did not);
+//   kSplit: every phase of every step split over all threads by at::parallel_for.
+// ELMO_FAST_LSTM_SCHEDULE=directions|cooperative|split overrides the choice (benchmarks, tests); every
+// schedule gives the same bits (each product column is computed by the same kernel either way).
+// NOTE: measured on the 2-core AMD EPYC, 2 threads (benchmarks/lstm_schedule.py,
+// benchmarks/results/lstm-schedule_*.json): with the original model (one direction's recurrent and
+// projection weights: 42 MB fp32, 21 MB bf16, 10.5 MB int8) cooperative/directions time was 0.59-0.82
+// at batch 1, 0.83-0.91 at batch 8, 0.96-0.98 at 16, 1.00-1.02 at 32; with the small model (2.6 MB
+// fp32 per direction) 0.94-1.24 at batch 1 and 1.09-1.15 at 8: barriers cost more than cache misses.
+constexpr int64_t kCooperativeMaxRows = 16;
+constexpr int64_t kCooperativeMinBytes = 6 << 20;
+
+enum class ThreadPlan { kDirections, kCooperative, kSplit };
+
+// `direction_bytes`: one direction's recurrent and projection weights as packed.
+ThreadPlan choose_plan(int64_t batch, int64_t dirs, int64_t threads, int64_t direction_bytes) {
+  if (const char* env = std::getenv("ELMO_FAST_LSTM_SCHEDULE")) {
+    const std::string name(env);
+    TORCH_CHECK(name == "directions" || name == "cooperative" || name == "split", "ELMO_FAST_LSTM_SCHEDULE must be directions, cooperative or split, got '", name, "'");
+    if (threads > 1 || name == "directions") {
+      return name == "directions" ? ThreadPlan::kDirections : name == "cooperative" ? ThreadPlan::kCooperative : ThreadPlan::kSplit;
+    }
+  }
+  if (threads > 1 && batch <= kCooperativeMaxRows && direction_bytes >= kCooperativeMinBytes) {
+    return ThreadPlan::kCooperative;
+  }
+  return threads <= dirs ? ThreadPlan::kDirections : ThreadPlan::kSplit;
+}
+
+// Layer::run_cooperative on an OpenMP team with OpenMP barriers; on one thread where OpenMP is absent
+// or the call is already inside a parallel region (no barrier is then needed).
+void run_cooperative(const Layer& layer) {
+#ifdef _OPENMP
+  if (!omp_in_parallel()) {
+    const int threads = at::get_num_threads();
+#pragma omp parallel num_threads(threads)
+    {
+      const int64_t team = omp_get_num_threads();
+      layer.run_cooperative(omp_get_thread_num(), team, [] {
+#pragma omp barrier
+      });
+    }
+    return;
+  }
+#endif
+  layer.run_cooperative(0, 1, [] {});
+}
 
 std::optional<float> clip_value(std::optional<double> clip) {
   // lstmp_ref clips only when the value is truthy: None and 0 both mean no clipping.
@@ -519,10 +606,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
       p_xp, Panels::of(ih_p, w_ih_scale, 2), bi.data_ptr<float>(), Panels::of(hh_p, w_hh_scale, 2), Panels::of(pr_p, w_proj_scale, 1),
       gx.data_ptr<float>(), h.data_ptr<float>(), c.data_ptr<float>(), m.data_ptr<float>(), out.data_ptr<float>(),
       residual, clip_value(cell_clip), clip_value(proj_clip)};
-  if (at::get_num_threads() <= dirs) {
-    at::parallel_for(0, dirs, 1, [&](int64_t begin, int64_t end) { layer.run_directions(begin, end); });
-  } else {
-    layer.run_split();
+  const int64_t direction_bytes = (proj * 4 * cell + cell * proj) * static_cast<int64_t>(hh_p.element_size());
+  switch (choose_plan(batch, dirs, at::get_num_threads(), direction_bytes)) {
+    case ThreadPlan::kCooperative:
+      run_cooperative(layer);
+      break;
+    case ThreadPlan::kDirections:
+      at::parallel_for(0, dirs, 1, [&](int64_t begin, int64_t end) { layer.run_directions(begin, end); });
+      break;
+    default:
+      layer.run_split();
+      break;
   }
 
   for (int64_t r = 0; r < batch; ++r) {
