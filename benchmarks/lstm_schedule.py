@@ -1,9 +1,9 @@
 """How the ``cpp`` LSTM shares a call between threads, by batch size: which schedule to pick when.
 
-    python benchmarks/lstm_schedule.py --out FILE [--batches 1,2,4,8,16,32] [--precisions fp32,bf16,int8]
-                                       [--rounds 5] [--quick]
+    python benchmarks/lstm_schedule.py --out FILE [--config original] [--batches 1,2,4,8,16,32]
+                                       [--precisions fp32,bf16,int8] [--rounds 5] [--quick]
 
-The biLSTM layers of the original model (random weights, ``benchmarks/cases.py``'s inputs: sentences
+The biLSTM layers of a model config (default the original model; random weights, ``benchmarks/cases.py``'s inputs: sentences
 of 16 to 24 words), ``elmo_fast.ops.lstmp`` on the ``cpp`` backend, once per schedule that
 ``ELMO_FAST_LSTM_SCHEDULE`` selects (see ``csrc/cpu/lstmp.cpp``):
 
@@ -42,12 +42,13 @@ VARIABLE = "ELMO_FAST_LSTM_SCHEDULE"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--config", default="original", choices=sorted(cases.BENCH_CONFIGS))
     parser.add_argument("--batches", default="1,2,4,8,16,32")
     parser.add_argument("--precisions", default="fp32,bf16,int8")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small config, batches 1 and 8, one round")
     args = parser.parse_args()
-    config = "small" if args.quick else "original"
+    config = "small" if args.quick else args.config
     batches = [1, 8] if args.quick else [int(b) for b in args.batches.split(",")]
     rounds = 1 if args.quick else args.rounds
     precisions = args.precisions.split(",")

@@ -445,7 +445,7 @@ struct Layer {
 // benchmarks/results/lstm-schedule_*.json): with the original model (one direction's recurrent and
 // projection weights: 42 MB fp32, 21 MB bf16, 10.5 MB int8) cooperative/directions time was 0.59-0.82
 // at batch 1, 0.83-0.91 at batch 8, 0.96-0.98 at 16, 1.00-1.02 at 32; with the small model (2.6 MB
-// fp32 per direction) 0.94-1.24 at batch 1 and 1.09-1.15 at 8: barriers cost more than cache misses.
+// fp32 per direction) 1.08-1.37 at batch 1 and 1.03-1.33 at 8: barriers cost more than cache misses.
 constexpr int64_t kCooperativeMaxRows = 16;
 constexpr int64_t kCooperativeMinBytes = 6 << 20;
 
