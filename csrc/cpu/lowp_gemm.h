@@ -51,7 +51,7 @@ ELMO_FAST_INLINE uint16_t bf16_bits(float f) {
 }
 
 // a[rows, k] -> bf16 bits [rows, ld] (ld = round_up(k, 2)), zero-padded.
-inline void round_rows_bf16(const float* a, int64_t lda, int64_t rows, int64_t k, uint16_t* out, int64_t ld) {
+inline void round_rows_bf16_generic(const float* a, int64_t lda, int64_t rows, int64_t k, uint16_t* out, int64_t ld) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < k; ++i) {
       out[r * ld + i] = bf16_bits(a[r * lda + i]);
@@ -64,7 +64,7 @@ inline void round_rows_bf16(const float* a, int64_t lda, int64_t rows, int64_t k
 
 // a[rows, k] -> int8 [rows, ld] (ld = round_up(k, 4), zero-padded), each row's scale and its
 // compensation 128 * sum(qa) (see the top of this file).
-inline void quantize_rows(const float* a, int64_t lda, int64_t rows, int64_t k, int8_t* out, int64_t ld, float* scale, int32_t* comp) {
+inline void quantize_rows_generic(const float* a, int64_t lda, int64_t rows, int64_t k, int8_t* out, int64_t ld, float* scale, int32_t* comp) {
   // 1.5 * 2^23: adding and subtracting it rounds |x| < 2^22 to the nearest integer, ties to even.
   const float round_magic = 12582912.0f;
   for (int64_t r = 0; r < rows; ++r) {
@@ -206,6 +206,69 @@ inline bool cpu_has_avx512_bf16() {
   return ok;
 }
 
+inline bool cpu_has_avx512_bw_vl() {
+  static const bool ok = cpu_has_avx512() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return ok;
+}
+
+// The row conversions with 16 lanes (AVX-512F/BW/VL): the same operations per element as the
+// generic ones, so the same bits (the maxima and minima keep std::max / std::min's operand order,
+// NaN included; the quantised values are integers, so their conversion to int32 is exact).
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void round_rows_bf16_avx512(const float* a, int64_t lda, int64_t rows, int64_t k, uint16_t* out,
+                                                                               int64_t ld) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+  const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x40);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < ld; i += 16) {
+      const int64_t n = std::min<int64_t>(16, k - i);
+      const __mmask16 m = n >= 16 ? static_cast<__mmask16>(0xffff) : n > 0 ? static_cast<__mmask16>((1u << n) - 1) : 0;
+      const __m512i u = _mm512_maskz_loadu_epi32(m, a + r * lda + i);
+      const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), 16);
+      const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+      const __m512i bits = _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(u, 16), quiet);
+      const int64_t w = std::min<int64_t>(16, ld - i);
+      _mm256_mask_storeu_epi16(out + r * ld + i, static_cast<__mmask16>(w >= 16 ? 0xffff : (1u << w) - 1), _mm512_cvtepi32_epi16(bits));
+    }
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void quantize_rows_avx512(const float* a, int64_t lda, int64_t rows, int64_t k, int8_t* out, int64_t ld,
+                                                                             float* scale, int32_t* comp) {
+  const float round_magic = 12582912.0f;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* ar = a + r * lda;
+    __m512 vmax = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k; i += 16) {
+      const int64_t n = std::min<int64_t>(16, k - i);
+      const __m512 x = _mm512_maskz_loadu_ps(n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1), ar + i);
+      vmax = _mm512_max_ps(_mm512_abs_ps(x), vmax);  // std::max(amax, |x|)
+    }
+    float lanes[16];
+    _mm512_storeu_ps(lanes, vmax);
+    float amax = 0.0f;
+    for (float v : lanes) {
+      amax = std::max(amax, v);
+    }
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const __m512 vinv = _mm512_set1_ps(inv), magic = _mm512_set1_ps(round_magic);
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    __m512i sum = _mm512_setzero_si512();
+    for (int64_t i = 0; i < ld; i += 16) {
+      const int64_t n = std::min<int64_t>(16, k - i);
+      const __mmask16 m = n >= 16 ? static_cast<__mmask16>(0xffff) : n > 0 ? static_cast<__mmask16>((1u << n) - 1) : 0;
+      const __m512 x = _mm512_maskz_loadu_ps(m, ar + i);
+      __m512 q = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, vinv), magic), magic);
+      q = _mm512_min_ps(_mm512_max_ps(q, lo), hi);  // std::min(127, std::max(-127, q))
+      const __m512i qi = _mm512_maskz_cvtps_epi32(m, q);
+      sum = _mm512_add_epi32(sum, qi);
+      const int64_t w = std::min<int64_t>(16, ld - i);
+      _mm_mask_storeu_epi8(out + r * ld + i, static_cast<__mmask16>(w >= 16 ? 0xffff : (1u << w) - 1), _mm512_cvtepi32_epi8(qi));
+    }
+    scale[r] = amax > 0.0f ? amax / 127.0f : 1.0f;
+    comp[r] = 128 * _mm512_reduce_add_epi32(sum);
+  }
+}
+
 inline bool cpu_has_avx512_vnni() {
   static const bool ok = cpu_has_avx512() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
   return ok;
@@ -219,6 +282,26 @@ inline bool cpu_has_avx512_vnni() {
   return false;
 }
 #endif
+
+inline void round_rows_bf16(const float* a, int64_t lda, int64_t rows, int64_t k, uint16_t* out, int64_t ld) {
+#ifdef ELMO_FAST_HAVE_LOWP_KERNEL
+  if (cpu_has_avx512_bw_vl()) {
+    round_rows_bf16_avx512(a, lda, rows, k, out, ld);
+    return;
+  }
+#endif
+  round_rows_bf16_generic(a, lda, rows, k, out, ld);
+}
+
+inline void quantize_rows(const float* a, int64_t lda, int64_t rows, int64_t k, int8_t* out, int64_t ld, float* scale, int32_t* comp) {
+#ifdef ELMO_FAST_HAVE_LOWP_KERNEL
+  if (cpu_has_avx512_bw_vl()) {
+    quantize_rows_avx512(a, lda, rows, k, out, ld, scale, comp);
+    return;
+  }
+#endif
+  quantize_rows_generic(a, lda, rows, k, out, ld, scale, comp);
+}
 
 // Activation rows as the products of one packed operand read them: float32 as they are (group 1),
 // bf16 bits (group 2) or int8 with per-row scales and compensations (group 4), `ld` elements apart.
