@@ -594,7 +594,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
     c.select(1, r).copy_(c_n.select(1, sch.perm[r]));
   }
   const int64_t cell_p = round_up(cell, kPanel), proj_p = round_up(proj, kPanel);
-  const int64_t cb = std::min(cell_p, kCellBlock), pb = std::min(proj_p, kProjBlock);
+  const int64_t threads = at::get_num_threads();
+  const int64_t direction_bytes = (proj * 4 * cell + cell * proj) * static_cast<int64_t>(hh_p.element_size());
+  const ThreadPlan plan = choose_plan(batch, dirs, threads, direction_bytes);
+  // Cooperating threads share one direction's projection columns: blocks narrow enough to give
+  // each thread one (P = 512: 128 columns up to 4 threads, 16 from 32); each column's sums are the
+  // same whatever the block.
+  const int64_t pb = plan == ThreadPlan::kCooperative ? std::clamp(round_up((proj_p + threads - 1) / threads, kPanel), kPanel, kProjBlock)
+                                                      : std::min(proj_p, kProjBlock);
+  const int64_t cb = std::min(cell_p, kCellBlock);
   const int64_t n_cb = (cell_p + cb - 1) / cb, n_pb = (proj_p + pb - 1) / pb;
   const int64_t cap = std::min(total, std::max<int64_t>(kWindowBytes / (dirs * 4 * cell_p * sizeof(float)), batch));
   at::Tensor gx = at::empty({dirs, 4, n_cb, cap * cb}, opts);
@@ -606,8 +614,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
       p_xp, Panels::of(ih_p, w_ih_scale, 2), bi.data_ptr<float>(), Panels::of(hh_p, w_hh_scale, 2), Panels::of(pr_p, w_proj_scale, 1),
       gx.data_ptr<float>(), h.data_ptr<float>(), c.data_ptr<float>(), m.data_ptr<float>(), out.data_ptr<float>(),
       residual, clip_value(cell_clip), clip_value(proj_clip)};
-  const int64_t direction_bytes = (proj * 4 * cell + cell * proj) * static_cast<int64_t>(hh_p.element_size());
-  switch (choose_plan(batch, dirs, at::get_num_threads(), direction_bytes)) {
+  switch (plan) {
     case ThreadPlan::kCooperative:
       run_cooperative(layer);
       break;
