@@ -21,7 +21,7 @@ TORCH_LIBRARY(elmo_fast, m) {
 
   m.def(
       "char_cnn(Tensor char_ids, Tensor char_embed, Tensor[] conv_weights, Tensor[] conv_biases, "
-      "str activation) -> Tensor");
+      "str activation, Tensor? filters_packed=None) -> Tensor");
   m.def(
       "highway(Tensor x, Tensor w_transform, Tensor b_transform, Tensor w_carry, Tensor b_carry, "
       "Tensor? w_transform_packed=None, Tensor? w_carry_packed=None, Tensor? w_transform_scale=None, "

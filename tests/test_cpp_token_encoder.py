@@ -127,3 +127,18 @@ def test_opcheck():
     torch.library.opcheck(ops.highway.default, (x, wt, bt, wc, bc))
     torch.library.opcheck(ops.highway.default, (x, wt, bt, wc, bc, ops.pack_panels(wt), ops.pack_panels(wc)))
     torch.library.opcheck(ops.dense.default, (x, wt[:, :7], bt[:7]))
+
+
+def test_char_cnn_with_filters_packed_once():
+    """``filters_packed`` (made once per weights by ``char_cnn_filters``, as the cpp backend passes it)
+    gives the same bits as packing inside the op; a wrong shape is refused."""
+    embed, weights, biases = _cnn_weights()
+    ids = _char_ids()
+    packed = token_encoder_mod.char_cnn_filters(*weights)
+    inside = ops.char_cnn(ids, embed, weights, biases, "relu")
+    assert torch.equal(ops.char_cnn(ids, embed, weights, biases, "relu", packed), inside)
+    torch.library.opcheck(ops.char_cnn.default, (ids, embed, weights, biases, "relu", packed))
+    with pytest.raises(RuntimeError, match="filters_packed"):
+        ops.char_cnn(ids, embed, weights, biases, "relu", packed[:, :-1].contiguous())
+    with pytest.raises(RuntimeError, match="filters_packed"):
+        ops.char_cnn(ids, embed, weights[:-1], biases[:-1], "relu", packed)

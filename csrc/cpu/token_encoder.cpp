@@ -126,7 +126,8 @@ at::Tensor char_cnn_cpu(
     const at::Tensor& char_embed,
     at::TensorList conv_weights,
     at::TensorList conv_biases,
-    c10::string_view activation) {
+    c10::string_view activation,
+    const std::optional<at::Tensor>& filters_packed) {
   TORCH_CHECK(char_ids.dim() == 2, "char_cnn: char_ids must be (N, slots), got ", char_ids.sizes());
   TORCH_CHECK(char_embed.dim() == 2 && char_embed.scalar_type() == at::kFloat, "char_cnn: char_embed must be float32 (V, d)");
   TORCH_CHECK(activation == "relu" || activation == "tanh", "char_cnn: activation must be 'relu' or 'tanh', got '", std::string(activation), "'");
@@ -148,18 +149,25 @@ at::Tensor char_cnn_cpu(
   const at::Tensor ids = char_ids.to(at::kLong).contiguous();
   TORCH_CHECK(ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < vocab, "char_cnn: character ids must lie in [0, ", vocab, ")");
 
-  // All filters as one [wmax * d, F] matrix: row j * d + c of filter f is weight[f, c, j], zero for j >= width.
-  at::Tensor w_all = at::zeros({wmax * dim, filters}, opts);
+  // All filters as one [wmax * d, F] matrix: row j * d + c of filter f is weight[f, c, j], zero for
+  // j >= width, packed (`filters_packed`: the caller's, made once per weights; else here, per call).
   at::Tensor b_all = at::empty({filters}, opts);
+  at::Tensor w_all = filters_packed ? at::Tensor() : at::zeros({wmax * dim, filters}, opts);
   for (size_t i = 0; i < groups.size(); ++i) {
     const FilterGroup& g = groups[i];
-    // [n, d, w] -> [w, d, n]
-    at::Tensor w = conv_weights[i].permute({2, 1, 0}).reshape({g.width * dim, g.count});
-    w_all.narrow(0, 0, g.width * dim).narrow(1, g.first, g.count).copy_(w);
+    if (!filters_packed) {
+      // [n, d, w] -> [w, d, n]
+      at::Tensor w = conv_weights[i].permute({2, 1, 0}).reshape({g.width * dim, g.count});
+      w_all.narrow(0, 0, g.width * dim).narrow(1, g.first, g.count).copy_(w);
+    }
     b_all.narrow(0, g.first, g.count).copy_(conv_biases[i].reshape({g.count}));
   }
+  if (filters_packed) {
+    check_packed(*filters_packed, std::nullopt, "char_cnn: filters_packed", {}, wmax * dim, filters);
+    TORCH_CHECK(filters_packed->scalar_type() == at::kFloat, "char_cnn: filters_packed must be float32 panels, got ", filters_packed->scalar_type());
+  }
   const at::Tensor embed = char_embed.contiguous();
-  const at::Tensor w_packed = pack_panels(w_all);
+  const at::Tensor w_packed = filters_packed ? filters_packed->contiguous() : pack_panels(w_all);
   const float* p_embed = embed.data_ptr<float>();
   const float* p_w = w_packed.data_ptr<float>();
   const float* p_b = b_all.data_ptr<float>();

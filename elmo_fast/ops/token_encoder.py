@@ -148,8 +148,19 @@ def token_encoder_cpp(char_ids: torch.Tensor, weights, activation: str = "relu",
     return x[inverse].reshape(*lead, x.shape[-1])
 
 
+def char_cnn_filters(*conv_weights: torch.Tensor) -> torch.Tensor:
+    """Every filter of the char-CNN as the one packed matrix ``elmo_fast::char_cnn`` multiplies with:
+    ``(wmax * d, F)``, row ``j * d + c`` of filter ``f`` = ``weight[f, c, j]`` (zero past the filter's
+    width), as panels (:func:`elmo_fast.ops.cpp.pack_matrix`)."""
+    wmax, dim = max(w.shape[2] for w in conv_weights), conv_weights[0].shape[1]
+    # (n, d, w) -> (w, d, n), zero-padded to wmax -> (wmax * d, n)
+    columns = [torch.nn.functional.pad(w.float().permute(2, 1, 0), (0, 0, 0, 0, 0, wmax - w.shape[2])).reshape(wmax * dim, -1) for w in conv_weights]
+    return cpp.pack_matrix(torch.cat(columns, dim=1).contiguous())
+
+
 def _encode_cpp(char_ids: torch.Tensor, weights, activation: str, precision: str, products: str) -> torch.Tensor:
-    x = torch.ops.elmo_fast.char_cnn(char_ids, weights.char_embed, weights.conv_weights, weights.conv_biases, activation)
+    filters = WEIGHT_CACHE.get(weights.conv_weights, ("cpp.char_cnn_filters",), char_cnn_filters)
+    x = torch.ops.elmo_fast.char_cnn(char_ids, weights.char_embed, weights.conv_weights, weights.conv_biases, activation, filters)
     for layer in weights.highway:
         (wt, wt_scale), (wc, wc_scale) = (cpp.packed_lowp(w, precision, products) for w in (layer.w_transform, layer.w_carry))
         x = torch.ops.elmo_fast.highway(x, layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry, wt, wc, wt_scale, wc_scale)
@@ -160,7 +171,7 @@ def _encode_cpp(char_ids: torch.Tensor, weights, activation: str, precision: str
 if cpp.available():
 
     @torch.library.register_fake("elmo_fast::char_cnn")
-    def _char_cnn_fake(char_ids, char_embed, conv_weights, conv_biases, activation):
+    def _char_cnn_fake(char_ids, char_embed, conv_weights, conv_biases, activation, filters_packed=None):
         return char_embed.new_empty(char_ids.shape[0], sum(w.shape[0] for w in conv_weights))
 
     @torch.library.register_fake("elmo_fast::highway")
