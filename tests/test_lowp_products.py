@@ -212,6 +212,27 @@ def test_portable_gemm_matches_twin(tmp_path):
                 assert torch.equal(a, b), precision
 
 
+def test_avx_vnni_kernel_matches_twin_and_native(tmp_path):
+    """The 256-bit AVX-VNNI int8 kernel (CPUs without AVX512-VNNI; forced here with
+    ELMO_FAST_DISABLE_AVX512, in a fresh process): `elmo-fast env` names it, it follows the twin, and
+    its integer sums give the same bits as the AVX512-VNNI kernel where both exist."""
+    if platform.machine() != "x86_64" or "avx_vnni" not in FLAGS:
+        pytest.skip("the CPU lacks AVX-VNNI: the 256-bit int8 kernel cannot run here")
+    saved = tmp_path / "vnni256.pt"
+    script = (
+        "import torch, test_lowp_products as t\n"
+        "assert any(line.startswith('int8 products: avx_vnni') for line in torch.ops.elmo_fast.cpu_kernels())\n"
+        f"torch.save(t._dense_check('int8'), {str(saved)!r})\n"
+    )
+    env = {**os.environ, "ELMO_FAST_DISABLE_AVX512": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    env.pop("ELMO_FAST_DISABLE_AVX2", None)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    if _native_missing("int8") is None and "ELMO_FAST_DISABLE_AVX512" not in os.environ:
+        for a, b in zip(_dense_check("int8"), torch.load(saved)):
+            assert torch.equal(a, b)
+
+
 def test_env_names_the_kernels():
     report = env_report()
     for kind in ("fp32", "bf16", "int8"):

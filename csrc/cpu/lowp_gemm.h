@@ -37,6 +37,9 @@
 #if defined(ELMO_FAST_HAVE_AVX2_KERNEL) && (defined(__clang__) || __GNUC__ >= 10)
 #define ELMO_FAST_HAVE_LOWP_KERNEL 1
 #endif
+#if defined(ELMO_FAST_HAVE_LOWP_KERNEL) && (defined(__clang__) || __GNUC__ >= 11)
+#define ELMO_FAST_HAVE_AVX_VNNI_KERNEL 1
+#endif
 
 namespace elmo_fast::cpu {
 
@@ -273,12 +276,64 @@ inline bool cpu_has_avx512_vnni() {
   static const bool ok = cpu_has_avx512() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
   return ok;
 }
+
+// AVX-VNNI (the VEX-encoded, 256-bit vpdpbusd of CPUs without AVX-512: Intel's Alder Lake and later
+// client cores, Sierra Forest; Zen 5 has both). Used for int8 products where AVX512-VNNI is absent
+// or disabled (ELMO_FAST_DISABLE_AVX512); ELMO_FAST_DISABLE_AVX2 turns it off too.
+#ifdef ELMO_FAST_HAVE_AVX_VNNI_KERNEL
+inline bool cpu_has_avx_vnni() {
+  static const bool ok = cpu_has_avx2_fma() && __builtin_cpu_supports("avxvnni");
+  return ok;
+}
+
+// c[0:R, 0:16] of one panel of uint8 quads, 256-bit: each 64-byte panel row is two halves of 8
+// columns. The same integer sums as lowp_kernel_avx512 and u8_kernel_generic, the same epilogue.
+template <int R>
+__attribute__((target("avx2,avxvnni"))) void u8_kernel_avx_vnni(const int8_t* a, int64_t lda, const uint8_t* panel, int64_t quads,
+                                                               const float* row_scale, const int32_t* row_comp, const float* scale, float* c,
+                                                               int64_t ldc) {
+  __m256i acc[R][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    acc[r][0] = _mm256_setzero_si256();
+    acc[r][1] = _mm256_setzero_si256();
+  }
+  for (int64_t p = 0; p < quads; ++p) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + p * 4 * kPanel));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + p * 4 * kPanel + 32));
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      int32_t group;
+      std::memcpy(&group, a + r * lda + 4 * p, sizeof(group));
+      const __m256i av = _mm256_set1_epi32(group);
+      acc[r][0] = _mm256_dpbusd_avx_epi32(acc[r][0], b0, av);
+      acc[r][1] = _mm256_dpbusd_avx_epi32(acc[r][1], b1, av);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    for (int h = 0; h < 2; ++h) {
+      const __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][h], _mm256_set1_epi32(row_comp[r])));
+      const __m256 s = _mm256_mul_ps(_mm256_set1_ps(row_scale[r]), _mm256_loadu_ps(scale + 8 * h));
+      _mm256_storeu_ps(c + r * ldc + 8 * h, _mm256_mul_ps(v, s));
+    }
+  }
+}
+#else
+inline bool cpu_has_avx_vnni() {
+  return false;
+}
+#endif
 #else
 inline bool cpu_has_avx512_bf16() {
   return false;
 }
 
 inline bool cpu_has_avx512_vnni() {
+  return false;
+}
+
+inline bool cpu_has_avx_vnni() {
   return false;
 }
 #endif
@@ -370,6 +425,7 @@ inline void lowp_gemm(const Rows& a, int64_t rows, const void* data, const float
   const W* panels = static_cast<const W*>(data);
   const int64_t ld = a.ld, stride = round_up(k, Group) * kPanel, iters = stride / (Group * kPanel);
   const bool fast = Group == 2 ? cpu_has_avx512_bf16() : cpu_has_avx512_vnni();
+  const bool vnni256 = Group == 4 && !fast && cpu_has_avx_vnni();
   for_each_panel_block<2>(rows, panels, n_panels, stride * static_cast<int64_t>(sizeof(W)), iters,
                           [&](auto r_c, auto np_c, int64_t r0, int64_t j, const char* pf, int64_t every, int64_t burst) {
     constexpr int R = decltype(r_c)::value, NP = decltype(np_c)::value;
@@ -387,6 +443,14 @@ inline void lowp_gemm(const Rows& a, int64_t rows, const void* data, const float
 #endif
     for (int q = 0; q < NP; ++q) {
       float* cq = c + r0 * ldc + (j + q) * kPanel;
+#ifdef ELMO_FAST_HAVE_AVX_VNNI_KERNEL
+      if constexpr (Group == 4) {
+        if (vnni256) {
+          u8_kernel_avx_vnni<R>(a.q + r0 * ld, ld, panels + (j + q) * stride, iters, a.scale + r0, a.comp + r0, scale + (j + q) * kPanel, cq, ldc);
+          continue;
+        }
+      }
+#endif
       if constexpr (Group == 2) {
         bf16_kernel_generic<R>(a.bf16 + r0 * ld, ld, panels + (j + q) * stride, iters, cq, ldc);
       } else {
@@ -395,6 +459,7 @@ inline void lowp_gemm(const Rows& a, int64_t rows, const void* data, const float
     }
   });
   (void)fast;
+  (void)vnni256;
 }
 
 // Any packed operand (see Panels) times rows already converted for it (RowBuffer::convert with
@@ -444,8 +509,10 @@ inline std::vector<std::string> cpu_kernel_report() {
   const bool has512 = cpu_has_avx512();
   lines.emplace_back(cpu_has_avx512_bf16() ? "bf16 products: avx512_bf16 (vdpbf16ps)"
                                            : std::string("bf16 products: portable (") + (has512 ? "the CPU lacks AVX512-BF16" : why_not_512) + ")");
-  lines.emplace_back(cpu_has_avx512_vnni() ? "int8 products: avx512_vnni (vpdpbusd)"
-                                           : std::string("int8 products: portable (") + (has512 ? "the CPU lacks AVX512-VNNI" : why_not_512) + ")");
+  const std::string why_not_vnni512 = has512 ? "the CPU lacks AVX512-VNNI" : why_not_512;
+  lines.emplace_back(cpu_has_avx512_vnni() ? std::string("int8 products: avx512_vnni (vpdpbusd)")
+                     : cpu_has_avx_vnni()  ? "int8 products: avx_vnni (256-bit vpdpbusd; " + why_not_vnni512 + ")"
+                                           : "int8 products: portable (" + why_not_vnni512 + (cpu_has_avx2_fma() ? "; the CPU lacks AVX-VNNI)" : ")"));
 #else
   lines.emplace_back("bf16 products: portable (built with a compiler without AVX512-BF16 support)");
   lines.emplace_back("int8 products: portable (built with a compiler without AVX512-VNNI support)");
