@@ -5,10 +5,16 @@
 #include "lowp_gemm.h"
 
 namespace elmo_fast::cpu {
+
+// How the lstmp kernel shares a call between threads (lstmp.cpp).
+std::string lstmp_schedule_report();
+
 namespace {
 
 std::vector<std::string> cpu_kernels() {
-  return cpu_kernel_report();
+  std::vector<std::string> lines = cpu_kernel_report();
+  lines.push_back(lstmp_schedule_report());
+  return lines;
 }
 
 }  // namespace

@@ -635,6 +635,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstmp_cpu(
 
 }  // namespace
 
+std::string lstmp_schedule_report() {
+  if (const char* env = std::getenv("ELMO_FAST_LSTM_SCHEDULE")) {
+    return std::string("lstm threads: ") + env + " (set by ELMO_FAST_LSTM_SCHEDULE)";
+  }
+  return "lstm threads: cooperative (directions in turn, each step split over all threads) for <= " + std::to_string(kCooperativeMaxRows) +
+         " rows and >= " + std::to_string(kCooperativeMinBytes >> 20) + " MiB of weights a direction, else one thread per direction, or every step split when threads outnumber directions (" +
+         std::to_string(at::get_num_threads()) + " threads now)";
+}
+
 static_assert(std::is_same_v<decltype(lstmp_cpu), LstmpSignature>, "lstmp_cpu must match the lstmp schema (csrc/ops.h)");
 
 TORCH_LIBRARY_IMPL(elmo_fast, CPU, m) {
