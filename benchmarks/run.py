@@ -132,6 +132,9 @@ def machine_info(device: torch.device) -> dict[str, object]:
         "load_average": _load_average(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if device.type == "cpu" and _backends.probe("cpp")[0]:
+        # which micro-kernels ran (depends on the CPU and on ELMO_FAST_DISABLE_AVX512 / _AVX2)
+        info["cpu_kernels"] = list(torch.ops.elmo_fast.cpu_kernels())
     info["host_kind"] = host_kind(info)
     return info
 
