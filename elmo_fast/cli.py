@@ -96,8 +96,8 @@ def _add_embed_run_arguments(embed: argparse.ArgumentParser) -> None:
         "--weight-precision",
         choices=WEIGHT_PRECISIONS,
         default="fp32",
-        help="storage of the biLSTM weights: fp32 (default), bf16 or int8 (lower batch-1 latency on the cpp "
-        "backend, small error; see elmo_fast.reference.quantize)",
+        help="storage of the biLSTM, highway and projection weights: fp32 (default), bf16 or int8; the cpp "
+        "backend multiplies in that precision (faster, small error; see elmo_fast.reference.quantize)",
     )
 
 
