@@ -30,8 +30,11 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <numeric>
 #include <optional>
@@ -396,10 +399,13 @@ struct Layer {
   // of one direction's weights at every step, so with few rows (a step bound by reading weights)
   // that share stays in cache across the steps: 1/threads of one direction's recurrent and
   // projection weights per core instead of a whole direction's.
-  template <typename Barrier>
-  void run_cooperative(int64_t tid, int64_t threads, const Barrier& barrier) const {
+  // `guard(work)` runs a thread's share of a phase (and keeps an exception from skipping barriers).
+  template <typename Barrier, typename Guard>
+  void run_cooperative(int64_t tid, int64_t threads, const Barrier& barrier, const Guard& guard) const {
     const int64_t steps = static_cast<int64_t>(sch.active.size());
-    auto share = [&](int64_t first, int64_t count, auto&& body) { body(first + tid * count / threads, first + (tid + 1) * count / threads); };
+    auto share = [&](int64_t first, int64_t count, auto&& body) {
+      guard([&] { body(first + tid * count / threads, first + (tid + 1) * count / threads); });
+    };
     for (int64_t d = 0; d < dirs; ++d) {
       int64_t window_first = 0;
       for (int64_t s = 0; s < steps; ++s) {
@@ -467,8 +473,28 @@ ThreadPlan choose_plan(int64_t batch, int64_t dirs, int64_t threads, int64_t dir
 }
 
 // Layer::run_cooperative on an OpenMP team with OpenMP barriers; on one thread where OpenMP is absent
-// or the call is already inside a parallel region (no barrier is then needed).
+// or the call is already inside a parallel region (no barrier is then needed). An exception in one
+// thread (e.g. an allocation failing) must not leave the others waiting at a barrier, nor escape the
+// parallel region: every thread still reaches every barrier, the remaining work is skipped, and the
+// first exception is rethrown after the region.
 void run_cooperative(const Layer& layer) {
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+  std::mutex lock;
+  auto guard = [&](const auto& work) {
+    if (failed.load(std::memory_order_relaxed)) {
+      return;
+    }
+    try {
+      work();
+    } catch (...) {
+      std::lock_guard<std::mutex> hold(lock);
+      if (!error) {
+        error = std::current_exception();
+      }
+      failed.store(true, std::memory_order_relaxed);
+    }
+  };
 #ifdef _OPENMP
   if (!omp_in_parallel()) {
     const int threads = at::get_num_threads();
@@ -477,12 +503,17 @@ void run_cooperative(const Layer& layer) {
       const int64_t team = omp_get_num_threads();
       layer.run_cooperative(omp_get_thread_num(), team, [] {
 #pragma omp barrier
-      });
+      }, guard);
     }
-    return;
+  } else {
+    layer.run_cooperative(0, 1, [] {}, guard);
   }
+#else
+  layer.run_cooperative(0, 1, [] {}, guard);
 #endif
-  layer.run_cooperative(0, 1, [] {});
+  if (error) {
+    std::rethrow_exception(error);
+  }
 }
 
 std::optional<float> clip_value(std::optional<double> clip) {
