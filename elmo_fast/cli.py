@@ -22,6 +22,7 @@ from elmo_fast.commands import (
     add_logging_flags,
     add_model_arguments,
     add_model_name_arguments,
+    add_weight_precision_argument,
     check_model_files,
     configure_logging,
     run_handler,
@@ -30,7 +31,6 @@ from elmo_fast.export.cli import add_export_onnx_command
 from elmo_fast.fasta_cli import add_fasta_arguments, check_input_format, embed_fasta_command
 from elmo_fast.jobs.segments import ResumeError
 from elmo_fast.models.cli import add_convert_command, add_models_command
-from elmo_fast.reference.quantize import WEIGHT_PRECISIONS
 from elmo_fast.train.cli import add_train_commands
 from elmo_fast.weights import WeightFileError
 
@@ -92,13 +92,7 @@ def _add_embed_run_arguments(embed: argparse.ArgumentParser) -> None:
         help="carry: AllenNLP's stateful behaviour (default for text); zero: every sentence independent, from zero "
         "state (default for --input-format fasta); warm: independent, from one fixed warmed-up state",
     )
-    embed.add_argument(
-        "--weight-precision",
-        choices=WEIGHT_PRECISIONS,
-        default="fp32",
-        help="storage of the biLSTM, highway and projection weights: fp32 (default), bf16 or int8; the cpp "
-        "backend multiplies in that precision (faster, small error; see elmo_fast.reference.quantize)",
-    )
+    add_weight_precision_argument(embed)
 
 
 def _add_embed_file_arguments(embed: argparse.ArgumentParser) -> None:
@@ -173,6 +167,7 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
     )
     add_model_arguments(serve)
     add_model_name_arguments(serve)
+    add_weight_precision_argument(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--state", choices=("zero", "warm", "carry"), default="zero", help="zero (default) or warm; carry is refused")
@@ -393,6 +388,7 @@ def _serve(args: argparse.Namespace) -> int:
         backend=args.backend,
         device=args.device,
         max_sentence_length=args.max_sentence_length,
+        weight_precision=args.weight_precision,
     )
     name = str(args.weights) if args.weights else "bundled default model"
     return run_server(embedder, config, host=args.host, port=args.port, model_name=name, log_level=level)

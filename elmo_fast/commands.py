@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from elmo_fast.reference.quantize import WEIGHT_PRECISIONS
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -43,6 +45,17 @@ def add_command(
     parser = sub.add_parser(name, **parser_kwargs)
     parser.set_defaults(handler=handler, errors=(CliError, *errors))
     return parser
+
+
+def add_weight_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--weight-precision`` (``embed``, ``serve``): the storage and product precision of the weights."""
+    parser.add_argument(
+        "--weight-precision",
+        choices=WEIGHT_PRECISIONS,
+        default="fp32",
+        help="storage of the biLSTM, highway and projection weights: fp32 (default), bf16 or int8; the cpp "
+        "backend multiplies in that precision (faster, small error; see elmo_fast.reference.quantize)",
+    )
 
 
 def add_model_arguments(

@@ -234,3 +234,30 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_int8_server_batches_without_changing_vectors():
+    """``serve --weight-precision int8``: activations are quantised per row, so a sentence batched
+    with others gets the vectors it gets alone (zero state), and /health says the precision."""
+    embedder = ElmoEmbedder(state="zero", weight_precision="int8")
+    pool = [s for s in random_sentences(14, seed=5, max_len=20) if s][:12]
+    expected = [embedder.embed_sentence(s) for s in pool]
+    with running(create_app(embedder, ServeConfig(max_batch_tokens=512, max_wait_ms=50.0))) as url:
+        assert httpx.get(url + "/health").json()["weight_precision"] == "int8"
+        with ThreadPoolExecutor(4) as workers:
+            answers = list(workers.map(lambda s: httpx.post(url + "/embed", json={"sentences": [s]}, timeout=60), pool))
+        text = httpx.get(url + "/metrics").text
+    for response, want in zip(answers, expected, strict=True):
+        got = np.asarray(response.json()["embeddings"][0], dtype=np.float32)
+        np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
+    assert metric(text, "elmo_serve_batch_sentences_count") < len(pool)
+
+
+def test_serve_command_passes_the_weight_precision(monkeypatch):
+    import elmo_fast.serve as serve_module
+    from elmo_fast.cli import main as cli_main
+
+    seen = {}
+    monkeypatch.setattr(serve_module, "run_server", lambda embedder, config, **kw: seen.update(precision=embedder.elmo_bilm.weight_precision) or 0)
+    assert cli_main(["serve", "--weight-precision", "bf16"]) == 0
+    assert seen == {"precision": "bf16"}

@@ -178,6 +178,7 @@ def create_app(embedder: ElmoEmbedder, config: ServeConfig | None = None, model_
     info = {
         "model": model_name,
         "state": state,
+        "weight_precision": embedder.elmo_bilm.weight_precision,
         "layers": embedder.num_layers,
         "dim": embedder.elmo_bilm.get_output_dim(),
         "limits": asdict(config),
