@@ -271,7 +271,7 @@ def _embed_ray(args: argparse.Namespace) -> int:
     try:
         report = embed_file_ray(
             args.input, args.output, args.options, args.weights, state=args.state, backend=args.backend,
-            bucket=not args.no_bucket, num_workers=args.num_workers, address=args.address, **_file_job_options(args),
+            weight_precision=args.weight_precision, bucket=not args.no_bucket, num_workers=args.num_workers, address=args.address, **_file_job_options(args),
         )
     except RayJobFailed as exc:
         raise CliError(str(exc)) from None
@@ -296,8 +296,6 @@ def _embed_checked(args: argparse.Namespace) -> int:
     if args.input_format == "fasta" and args.engine == "ray":
         raise CliError("--input-format fasta runs on the local engine (drop --engine ray)")
     if args.engine == "ray":
-        if args.weight_precision != "fp32":
-            raise CliError("--weight-precision is for the local engine (it lowers batch-1 latency); the Ray engine runs fp32")
         return _embed_ray(args)
     if args.num_workers is not None or args.address is not None:
         raise CliError("--num-workers and --address need --engine ray")

@@ -15,7 +15,7 @@ from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close, random_sentenc
 
 from elmo_fast import ElmoEmbedder
 from elmo_fast.cli import main
-from elmo_fast.jobs import RayJobFailed, embed_file_ray, input_files
+from elmo_fast.jobs import RayJobFailed, ResumeError, embed_file_ray, input_files
 
 MODEL = ["--options", str(FIXTURE_OPTIONS), "--weights", str(FIXTURE_WEIGHTS)]
 BATCH, SEGMENT = 8, 40
@@ -87,6 +87,28 @@ def test_directory_warm_bucketed_from_the_command_line(tmp_path, corpus, referen
     assert main([*args, "--batch-size", str(BATCH), "--checkpoint-every", str(SEGMENT)]) == 0, capsys.readouterr().err
     assert "6 segments on 2 Ray workers" in capsys.readouterr().err
     assert_same_file(out, reference["warm"], exact=False)
+
+
+def test_int8_weights_from_the_command_line_and_resume_refuses_another_precision(tmp_path, corpus, ray_local, capsys):
+    """``--engine ray --weight-precision int8``: every worker multiplies in int8, so the file is the
+    local int8 one bit for bit (no bucketing); the precision is part of the model fingerprint, so a
+    resumed run with another precision is refused."""
+    local = tmp_path / "local.hdf5"
+    ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="zero", weight_precision="int8").embed_file(
+        corpus / "all.txt", local, bucket=False, **JOB
+    )
+    out = tmp_path / "ray.hdf5"
+    args = ["embed", str(corpus / "all.txt"), str(out), *MODEL, "--engine", "ray", "--state", "zero", "--no-bucket", "--quiet"]
+    options = ["--batch-size", str(BATCH), "--checkpoint-every", str(SEGMENT)]
+    assert main([*args, *options, "--weight-precision", "int8"]) == 0, capsys.readouterr().err
+    assert_same_file(out, local)
+    # An interrupted int8 run cannot be resumed in fp32.
+    marker, again = tmp_path / "crashed", tmp_path / "again.hdf5"
+    with pytest.raises(RayJobFailed):
+        embed_file_ray(corpus / "all.txt", again, FIXTURE_OPTIONS, FIXTURE_WEIGHTS, weight_precision="int8", bucket=False,
+                       max_retries=0, _crash_at=(str(marker), 2), **JOB)
+    with pytest.raises(ResumeError, match="cannot resume: model differ"):
+        embed_file_ray(corpus / "all.txt", again, FIXTURE_OPTIONS, FIXTURE_WEIGHTS, bucket=False, resume=True, **JOB)
 
 
 def test_killed_worker_is_retried(tmp_path, corpus, reference, ray_local):

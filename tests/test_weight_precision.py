@@ -169,15 +169,6 @@ def test_cli_weight_precision(tmp_path):
             assert not np.array_equal(f[str(i)][...], fp32.embed_sentence(sentence))
 
 
-def test_cli_weight_precision_refused_on_ray(tmp_path, capsys):
-    text = tmp_path / "in.txt"
-    text.write_text("a b\n", encoding="utf-8")
-    model = ["--options", str(FIXTURE_OPTIONS), "--weights", str(FIXTURE_WEIGHTS)]
-    argv = ["embed", str(text), str(tmp_path / "r.hdf5"), *model, "--state", "zero", "--weight-precision", "int8", "--engine", "ray"]
-    assert cli_main(argv) == 2
-    assert "--weight-precision is for the local engine" in capsys.readouterr().err
-
-
 def test_portable_kernels_for_reduced_weights():
     """bf16 and int8 panels and products through the portable micro-kernels (ELMO_FAST_DISABLE_AVX2)."""
     script = textwrap.dedent(

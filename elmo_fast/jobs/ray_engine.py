@@ -121,7 +121,8 @@ class SegmentWorker:
                 "on a filesystem shared by all nodes"
             )
         self.embedder = ElmoEmbedder(
-            options_file, weight_file, state=job["state"], backend=job["backend"], device=job["device"]
+            options_file, weight_file, state=job["state"], backend=job["backend"], device=job["device"],
+            weight_precision=job.get("weight_precision", "fp32"),
         )
         self.job = job
         self.crash_at = crash_at
@@ -190,6 +191,7 @@ def embed_file_ray(
     bucket: bool = True,
     max_tokens: int | None = None,
     backend: str = "auto",
+    weight_precision: str = "fp32",
     num_workers: int | None = None,
     gpus_per_worker: float | None = None,
     address: str | None = None,
@@ -209,6 +211,9 @@ def embed_file_ray(
 
     Args:
         state: ``"zero"`` or ``"warm"`` (``"carry"`` is refused: see :data:`CARRY_REASON`).
+        weight_precision: ``"fp32"``, ``"bf16"`` or ``"int8"`` weights and products in every worker
+            (see :class:`~elmo_fast.ElmoEmbedder`); part of the model fingerprint, so ``resume``
+            refuses parts made with another precision.
         num_workers: actors, each holding one model; default one per GPU of the cluster, or one
             per CPU where it has none (CPU workers split the CPUs evenly and use that many threads).
         gpus_per_worker: GPUs per actor; default 1 where the cluster has GPUs, else 0.
@@ -236,7 +241,7 @@ def embed_file_ray(
     seen: set[str] = set()
     total = sum(scan_lines(f, encoding_errors, unique=use_sentence_keys, seen=seen) for f in files)
     del seen
-    fingerprint = _driver_fingerprint(options_file, weight_file, state, backend)
+    fingerprint = _driver_fingerprint(options_file, weight_file, state, backend, weight_precision)
     spec = build_spec(
         input_path, files, model=fingerprint, state=state, output_format=output_format, batch_size=batch_size,
         segment_size=segment_size, forget_sentences=forget_sentences, use_sentence_keys=use_sentence_keys,
@@ -250,7 +255,7 @@ def embed_file_ray(
     workers = 0
     if len(finished) < n_segments:
         fields = ("state", "segment_size", "batch_size", "output_format", "use_sentence_keys", "bucket", "max_tokens")
-        job = {"backend": backend, **{name: getattr(spec, name) for name in fields}}
+        job = {"backend": backend, "weight_precision": weight_precision, **{name: getattr(spec, name) for name in fields}}
         pool_args = (files, parts, job, finished, total, options_file, weight_file, fingerprint)
         workers = _with_ray(ray, address, pool_args, encoding_errors=encoding_errors, num_workers=num_workers,
                             gpus_per_worker=gpus_per_worker, max_retries=max_retries, progress=progress, crash_at=_crash_at)
@@ -275,11 +280,13 @@ def _check_ray_state(state: str) -> None:
         )
 
 
-def _driver_fingerprint(options_file: PathLike | None, weight_file: PathLike | None, state: str, backend: str) -> str:
+def _driver_fingerprint(
+    options_file: PathLike | None, weight_file: PathLike | None, state: str, backend: str, weight_precision: str = "fp32"
+) -> str:
     """The model's fingerprint as the driver loads it (every worker must load the same)."""
     from elmo_fast.embedder import ElmoEmbedder
 
-    return model_fingerprint(ElmoEmbedder(options_file, weight_file, state=state, backend=backend))
+    return model_fingerprint(ElmoEmbedder(options_file, weight_file, state=state, backend=backend, weight_precision=weight_precision))
 
 
 def _with_ray(ray: ModuleType, address: str | None, pool_args: tuple, **options) -> int:
