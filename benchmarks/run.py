@@ -106,6 +106,27 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The instruction sets the cpp kernels choose between (a "model name" such as "AMD EPYC" alone does
+# not tell a Zen 4 from a Zen 5: family 25 is Zen 3/4, 26 is Zen 5, and only Zen 5 has avx_vnni).
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+
+
+def _cpu_id() -> dict[str, object]:
+    """Vendor family / model / stepping and the kernel-relevant ISA flags from /proc/cpuinfo ({} elsewhere)."""
+    try:
+        fields = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    except OSError:
+        return {}
+    flags = set(fields.get("flags", "").split())
+    return {"family": fields.get("cpu family"), "model": fields.get("model"), "stepping": fields.get("stepping"),
+            "isa": [f for f in ISA_FLAGS if f in flags]}
+
+
 def _load_average() -> list[float] | None:
     """1/5/15-minute load averages: other work on the machine distorts timings."""
     try:
@@ -120,6 +141,7 @@ def machine_info(device: torch.device) -> dict[str, object]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_model": _cpu_model(),
+        "cpu_id": _cpu_id(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
