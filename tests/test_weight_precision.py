@@ -192,3 +192,16 @@ def test_portable_kernels_for_reduced_weights():
     env = {**os.environ, "ELMO_FAST_DISABLE_AVX2": "1", "PYTHONPATH": str(Path(__file__).parent)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
+
+
+def test_model_fingerprint_names_the_precisions():
+    """A file job's model fingerprint changes with the weight precision and, for int8, with the token
+    encoder's (an int8 model of an earlier build ran an int8 encoder: its job must not be resumed)."""
+    from elmo_fast.jobs import model_fingerprint
+
+    made = {p: ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="zero", weight_precision=p) for p in ("fp32", "bf16", "int8")}
+    prints = {p: model_fingerprint(e) for p, e in made.items()}
+    assert len(set(prints.values())) == 3
+    assert model_fingerprint(ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="zero", weight_precision="int8")) == prints["int8"]
+    made["int8"].elmo_bilm.encoder_precision = "int8"
+    assert model_fingerprint(made["int8"]) != prints["int8"]

@@ -49,11 +49,16 @@ class JobSpec:
 
 
 def model_fingerprint(embedder: Embedder) -> str:
-    """SHA-256 over an :class:`~elmo_fast.ElmoEmbedder`'s model options, weight precision and parameters."""
-    digest = hashlib.sha256(json.dumps(embedder.elmo_bilm.options.to_json_dict(), sort_keys=True).encode())
-    if embedder.elmo_bilm.weight_precision != "fp32":
-        digest.update(embedder.elmo_bilm.weight_precision.encode())
-    for name, tensor in sorted(embedder.elmo_bilm.state_dict().items()):
+    """SHA-256 over an :class:`~elmo_fast.ElmoEmbedder`'s model options, weight precision (and the
+    token encoder's where it differs: int8 models before 2026-12-04 ran an int8 encoder, so a job they
+    started is not resumed with other vectors) and parameters."""
+    bilm = embedder.elmo_bilm
+    digest = hashlib.sha256(json.dumps(bilm.options.to_json_dict(), sort_keys=True).encode())
+    if bilm.weight_precision != "fp32":
+        digest.update(bilm.weight_precision.encode())
+    if bilm.encoder_precision != bilm.weight_precision:
+        digest.update(f"encoder {bilm.encoder_precision}".encode())
+    for name, tensor in sorted(bilm.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()
