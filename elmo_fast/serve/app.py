@@ -179,6 +179,7 @@ def create_app(embedder: ElmoEmbedder, config: ServeConfig | None = None, model_
         "model": model_name,
         "state": state,
         "weight_precision": embedder.elmo_bilm.weight_precision,
+        "encoder_precision": embedder.elmo_bilm.encoder_precision,
         "layers": embedder.num_layers,
         "dim": embedder.elmo_bilm.get_output_dim(),
         "limits": asdict(config),
