@@ -53,9 +53,9 @@ def add_weight_precision_argument(parser: argparse.ArgumentParser) -> None:
         "--weight-precision",
         choices=WEIGHT_PRECISIONS,
         default="fp32",
-        help="storage of the biLSTM weights: fp32 (default), bf16 or int8 (the highway and projection weights: "
-        "bf16 for both); the cpp backend multiplies in that precision (faster, small error; see "
-        "elmo_fast.reference.lowp)",
+        help="storage of the biLSTM, highway and projection weights: fp32 (default), bf16 or int8 (int8 keeps "
+        "the two projections in bf16); the cpp backend multiplies in that precision (faster, small error; "
+        "see elmo_fast.reference.lowp)",
     )
 
 

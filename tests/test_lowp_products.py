@@ -23,7 +23,16 @@ from elmo_fast.ops.lstmp import lstmp
 from elmo_fast.reference import lstmp_ref
 from elmo_fast.reference.lowp import PRODUCTS_ENV, product, product_fn, products_precision, quantize_rows
 from elmo_fast.reference.quantize import dequantize, int8_columns
-from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close, assert_follows_twin, random_lstm_inputs, random_sentences
+from utils import (
+    FIXTURE_OPTIONS,
+    FIXTURE_WEIGHTS,
+    PROJECTION_PRECISION,
+    assert_close,
+    assert_follows_twin,
+    random_lstm_inputs,
+    random_sentences,
+    twin_products,
+)
 
 LSTM_ARGS = ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")
 KW = dict(cell_clip=3.0, proj_clip=3.0, residual=True)
@@ -97,7 +106,7 @@ def test_fp32_products_mode_is_the_dequantized_model(precision, monkeypatch):
         monkeypatch.setenv(PRODUCTS_ENV, "fp32")
         got = lstmp(*args, **KW, backend="cpp", weight_precision=precision)
         emulated = lstmp(*args, **KW, backend="ref", weight_precision=precision)
-    deq = [dequantize(inputs[k], precision) for k in ("w_ih", "w_hh", "w_proj")]
+    deq = [dequantize(inputs[k], p) for k, p in (("w_ih", precision), ("w_hh", precision), ("w_proj", PROJECTION_PRECISION[precision]))]
     want = lstmp_ref(args[0], args[1], deq[0], deq[1], args[4], deq[2], *args[6:], **KW)
     for g, e, w in zip(got, emulated, want):
         assert_close(g, w, what=f"{precision} fp32 products")
@@ -183,7 +192,7 @@ def test_native_kernels_match_twin(precision, dirs, batch, width, proj, cell, h0
     args = [inputs[k] for k in LSTM_ARGS]
     with torch.no_grad():
         got = lstmp(*args, **KW, backend="cpp", weight_precision=precision)
-    want = lstmp_ref(*args, **KW, product=product_fn(precision))
+    want = lstmp_ref(*args, **KW, **twin_products(precision))
     fp32 = lstmp_ref(*args, **KW)
     for g, w, b, name in zip(got, want, fp32, ("out", "h_n", "c_n")):
         assert_follows_twin(g, w, b, what=f"{precision} {name}")

@@ -244,7 +244,7 @@ def test_int8_server_batches_without_changing_vectors():
     expected = [embedder.embed_sentence(s) for s in pool]
     with running(create_app(embedder, ServeConfig(max_batch_tokens=512, max_wait_ms=50.0))) as url:
         health = httpx.get(url + "/health").json()
-        assert (health["weight_precision"], health["encoder_precision"]) == ("int8", "bf16")
+        assert (health["weight_precision"], health["projection_precision"]) == ("int8", "bf16")
         with ThreadPoolExecutor(4) as workers:
             answers = list(workers.map(lambda s: httpx.post(url + "/embed", json={"sentences": [s]}, timeout=60), pool))
         text = httpx.get(url + "/metrics").text

@@ -29,7 +29,7 @@ from elmo_fast.reference import lstmp_ref
 from elmo_fast.reference.lowp import product_fn
 from elmo_fast.reference.quantize import INT8_MAX, dequantize, int8_columns
 from elmo_fast.weights import load_weights
-from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close, assert_follows_twin, random_lstm_inputs, random_sentences
+from utils import FIXTURE_OPTIONS, FIXTURE_WEIGHTS, assert_close, assert_follows_twin, random_lstm_inputs, random_sentences, twin_products
 
 REDUCED = ["bf16", "int8"]
 LSTM_ARGS = ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")
@@ -40,7 +40,7 @@ def _args(inputs):
 
 
 def _reference(inputs, precision, **kw):
-    return lstmp_ref(*_args(inputs), **kw, product=product_fn(precision))
+    return lstmp_ref(*_args(inputs), **kw, **twin_products(precision))
 
 
 def test_int8_columns_bounds_and_error():
@@ -84,6 +84,23 @@ def test_cpp_matches_reference_on_stored_weights(precision, dirs, batch, width, 
         assert torch.equal(a, b)
     # the stored weights really are the reduced ones: the result moved away from fp32
     assert not torch.allclose(got[0], fp32[0], atol=1e-6, rtol=0)
+
+
+def test_uniform_products_keep_int8_projections(monkeypatch):
+    """ELMO_FAST_PRODUCTS=uniform: the int8 layer multiplies its projection in int8 too (cpp and ref
+    follow the all-int8 twin); by default the projection is bf16, a different result."""
+    inputs = random_lstm_inputs(2, 3, 5, 24, 40, seed=21)
+    kw = dict(cell_clip=3.0, proj_clip=3.0, residual=True)
+    with torch.no_grad():
+        native = lstmp(*_args(inputs), **kw, backend="cpp", weight_precision="int8")
+        monkeypatch.setenv("ELMO_FAST_PRODUCTS", "uniform")
+        got = lstmp(*_args(inputs), **kw, backend="cpp", weight_precision="int8")
+        emulated = lstmp(*_args(inputs), **kw, backend="ref", weight_precision="int8")
+        fp32 = lstmp_ref(*_args(inputs), **kw)
+    for g, r, e, b in zip(got, lstmp_ref(*_args(inputs), **kw, product=product_fn("int8")), emulated, fp32):
+        assert_follows_twin(g, r, b, what="uniform int8")
+        assert_close(e, r, what="ref backend, uniform int8")
+    assert not torch.allclose(native[0], got[0], atol=1e-4, rtol=0)
 
 
 def test_op_checks_scales():
@@ -176,14 +193,13 @@ def test_portable_kernels_for_reduced_weights():
         import torch
         from elmo_fast.ops.lstmp import lstmp
         from elmo_fast.reference import lstmp_ref
-        from elmo_fast.reference.lowp import product_fn
-        from utils import assert_follows_twin, random_lstm_inputs
+        from utils import assert_follows_twin, random_lstm_inputs, twin_products
         inputs = random_lstm_inputs(2, 5, 6, 24, 40, seed=6)
         x, lengths, w_ih, w_hh, bias, w_proj, h0, c0 = [inputs[k] for k in ("x", "lengths", "w_ih", "w_hh", "bias", "w_proj", "h0", "c0")]
         with torch.no_grad():
             for precision in ("bf16", "int8"):
                 got = lstmp(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=3.0, proj_clip=3.0, residual=True, weight_precision=precision, backend="cpp")
-                want = lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=3.0, proj_clip=3.0, residual=True, product=product_fn(precision))
+                want = lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=3.0, proj_clip=3.0, residual=True, **twin_products(precision))
                 fp32 = lstmp_ref(x, lengths, w_ih, w_hh, bias, w_proj, h0, c0, cell_clip=3.0, proj_clip=3.0, residual=True)
                 for g, r, b in zip(got, want, fp32):
                     assert_follows_twin(g, r, b, what=precision)
@@ -194,14 +210,16 @@ def test_portable_kernels_for_reduced_weights():
     assert done.returncode == 0, done.stderr
 
 
-def test_model_fingerprint_names_the_precisions():
-    """A file job's model fingerprint changes with the weight precision and, for int8, with the token
-    encoder's (an int8 model of an earlier build ran an int8 encoder: its job must not be resumed)."""
+def test_model_fingerprint_names_the_precisions(monkeypatch):
+    """A file job's model fingerprint changes with the weight precision and, for int8, with the
+    projections' (int8 models of earlier builds, and ELMO_FAST_PRODUCTS=uniform, multiply them in
+    int8: such a job must not be resumed with bf16 projections, nor the other way round)."""
     from elmo_fast.jobs import model_fingerprint
 
     made = {p: ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="zero", weight_precision=p) for p in ("fp32", "bf16", "int8")}
     prints = {p: model_fingerprint(e) for p, e in made.items()}
     assert len(set(prints.values())) == 3
     assert model_fingerprint(ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="zero", weight_precision="int8")) == prints["int8"]
-    made["int8"].elmo_bilm.encoder_precision = "int8"
+    monkeypatch.setenv("ELMO_FAST_PRODUCTS", "uniform")
     assert model_fingerprint(made["int8"]) != prints["int8"]
+    assert [model_fingerprint(made[p]) for p in ("fp32", "bf16")] == [prints["fp32"], prints["bf16"]]

@@ -131,3 +131,17 @@ def assert_follows_twin(actual, twin, baseline, what: str = "", rel: float = 1e-
     norm = float(t.norm()) or 1.0
     to_twin, to_base = float((a - t).norm()) / norm, float((b - t).norm()) / norm
     assert to_twin <= rel and to_twin * 10 <= to_base, f"{what}: relative error {to_twin:.2e} vs the twin (bound {rel:.0e}), {to_base:.2e} fp32 vs the twin"
+
+
+# The products of a reduced-precision model, written out here rather than read from the package:
+# the projections (the biLSTM's w_proj, the token encoder's proj_weight) of an int8 model are bf16
+# (elmo_fast.reference.lowp.projection_precision), every other product is in the weight precision.
+PROJECTION_PRECISION = {"fp32": "fp32", "bf16": "bf16", "int8": "bf16"}
+
+
+def twin_products(precision: str) -> dict:
+    """``product=`` / ``projection_product=`` of lstmp_ref and token_encoder_ref for a ``precision`` model."""
+    from elmo_fast.reference.lowp import product_fn
+
+    return {"product": product_fn(precision), "projection_product": product_fn(PROJECTION_PRECISION[precision])}
+

@@ -14,6 +14,7 @@ import torch
 
 from elmo_fast.batching import resolve_bucketing
 from elmo_fast.jobs.lines import ENCODING_ERRORS, files_digest
+from elmo_fast.reference.lowp import projection_precision
 
 OUTPUT_FORMATS = ("all", "top", "average")
 
@@ -50,14 +51,16 @@ class JobSpec:
 
 def model_fingerprint(embedder: Embedder) -> str:
     """SHA-256 over an :class:`~elmo_fast.ElmoEmbedder`'s model options, weight precision (and the
-    token encoder's where it differs: int8 models before 2026-12-04 ran an int8 encoder, so a job they
-    started is not resumed with other vectors) and parameters."""
+    projections' where it differs: int8 models before 2026-12-04 had int8 projections, as
+    ``ELMO_FAST_PRODUCTS=uniform`` still gives, so a job started with one is not resumed with the
+    other) and parameters."""
     bilm = embedder.elmo_bilm
     digest = hashlib.sha256(json.dumps(bilm.options.to_json_dict(), sort_keys=True).encode())
     if bilm.weight_precision != "fp32":
         digest.update(bilm.weight_precision.encode())
-    if bilm.encoder_precision != bilm.weight_precision:
-        digest.update(f"encoder {bilm.encoder_precision}".encode())
+    projections = projection_precision(bilm.weight_precision)
+    if projections != bilm.weight_precision:
+        digest.update(f"projections {projections}".encode())
     for name, tensor in sorted(bilm.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())

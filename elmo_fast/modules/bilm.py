@@ -16,7 +16,7 @@ from elmo_fast.ops.registry import weight_stamp
 from elmo_fast.ops.token_encoder import ROW_EXACT, token_encoder
 from elmo_fast.reference.bilm import BiLmOutput, bilm_ref
 from elmo_fast.reference.char_ids import BOS_TOKEN, EOS_TOKEN, add_sentence_boundaries, length_mask
-from elmo_fast.reference.lowp import encoder_precision, products_precision
+from elmo_fast.reference.lowp import products_precision, projection_precision
 from elmo_fast.weights import ElmoWeights
 
 __all__ = ["DEFAULT_MAX_SENTENCE_LENGTH", "NUM_CHAR_IDS", "STATES", "WARMUP_TEXT", "BiLm", "check_state"]
@@ -92,8 +92,6 @@ class BiLm(nn.Module):
             raise ValueError(f"weight_precision={runtime.weight_precision!r} is for inference; use 'fp32' with requires_grad=True")
         self.runtime = runtime
         self.weight_precision = runtime.weight_precision
-        # the token encoder's highway and projection: bf16 when the biLSTM is int8 (see encoder_precision)
-        self.encoder_precision = encoder_precision(self.weight_precision)
         self.max_sentence_length = runtime.max_sentence_length
         self.options = weights.options
         self.state = runtime.state
@@ -161,7 +159,7 @@ class BiLm(nn.Module):
         for start in range(0, len(words), batch_size):
             ids = char_ids([[w] for w in words[start : start + batch_size]]).to(device)[:, 0]
             pieces.append(
-                token_encoder(ids, self.weights().char_cnn, self.options.activation, backend=backend, weight_precision=self.encoder_precision)
+                token_encoder(ids, self.weights().char_cnn, self.options.activation, backend=backend, weight_precision=self.weight_precision)
             )
         table = torch.cat(pieces)
         self._boundary_embedding = table[:2]
@@ -208,12 +206,13 @@ class BiLm(nn.Module):
         ids, mask = add_sentence_boundaries(char_ids, (char_ids > 0).any(dim=-1), self.options.bos_ids, self.options.eos_ids)
         unique, inverse = torch.unique(ids.reshape(-1, ids.shape[-1]), dim=0, return_inverse=True)
         cnn = self.weights().char_cnn
-        # the products' precision too (ELMO_FAST_PRODUCTS may change between calls)
+        # the products' precisions too (ELMO_FAST_PRODUCTS may change between calls)
         stamp = (
             *((id(p), *weight_stamp(p)) for n, p in self.named_parameters() if not n.startswith("lstm_")),
-            products_precision(self.encoder_precision),
+            products_precision(self.weight_precision),
+            projection_precision(self.weight_precision),
         )
-        encode = partial(token_encoder, weights=cnn, activation=self.options.activation, backend=backend, weight_precision=self.encoder_precision)
+        encode = partial(token_encoder, weights=cnn, activation=self.options.activation, backend=backend, weight_precision=self.weight_precision)
         table = self.token_cache.embed(unique, encode, stamp)
         return table[inverse].reshape(*ids.shape[:-1], table.shape[-1]), mask
 
@@ -314,6 +313,6 @@ class BiLm(nn.Module):
             c0,
             token_embedding=token_embedding,
             mask=mask,
-            encoder=partial(token_encoder, backend=backend, weight_precision=self.encoder_precision),
+            encoder=partial(token_encoder, backend=backend, weight_precision=self.weight_precision),
             lstmp=partial(lstmp, backend=backend, weight_precision=self.weight_precision),
         )

@@ -39,9 +39,10 @@ class RuntimeOptions:
         backend: ``"auto"`` or one of ``cuda``, ``triton``, ``cpp``, ``ref`` (see
             :mod:`elmo_fast._backends`).
         device: where the model lives (None: CPU); inputs are moved there.
-        weight_precision: ``"fp32"``, ``"bf16"`` or ``"int8"`` storage of the biLSTM weights for
-            inference (see :mod:`elmo_fast.reference.quantize`; the token encoder's highway and
-            projection weights: bf16 for both, :func:`~elmo_fast.reference.lowp.encoder_precision`): ``cpp``
+        weight_precision: ``"fp32"``, ``"bf16"`` or ``"int8"`` storage of the biLSTM, highway and
+            projection weights for inference (see :mod:`elmo_fast.reference.quantize`; an int8
+            model keeps its two projections in bf16,
+            :func:`~elmo_fast.reference.lowp.projection_precision`): ``cpp``
             multiplies in that precision (:mod:`elmo_fast.reference.lowp`), ``ref`` computes the
             same products in PyTorch, the GPU backends use the rounded weights in float32. Not
             with training.

@@ -16,7 +16,7 @@ import torch
 from elmo_fast.ops import cpp, registry
 from elmo_fast.ops.registry import FLOAT32_ONLY
 from elmo_fast.reference.lstmp import lstmp_ref
-from elmo_fast.reference.lowp import product_fn, products_precision
+from elmo_fast.reference.lowp import product_fn, products_precision, projection_precision
 from elmo_fast.reference.quantize import check_weight_precision
 
 LstmpOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -25,8 +25,10 @@ LstmpOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 class LstmpLayer(NamedTuple):
     """One layer's weights (``(D, ...)`` stacks, see :func:`~elmo_fast.reference.lstmp_ref`) and options.
 
-    ``weight_precision`` (see :mod:`elmo_fast.reference.quantize`) is the storage ``w_ih``, ``w_hh``
-    and ``w_proj`` stand for; the registry hands backends without native support the float32 weights.
+    ``weight_precision`` (see :mod:`elmo_fast.reference.quantize`) is the storage ``w_ih`` and
+    ``w_hh`` stand for, and ``w_proj`` in
+    :func:`~elmo_fast.reference.lowp.projection_precision` of it (bf16 for int8); the registry hands
+    backends without native support the float32 weights.
     """
 
     w_ih: torch.Tensor
@@ -42,7 +44,8 @@ class LstmpLayer(NamedTuple):
         """The same layer with the float32 weights its precision stands for (cached per weight)."""
         if self.weight_precision == "fp32":
             return self
-        w_ih, w_hh, w_proj = (registry.dequantized(w, self.weight_precision) for w in (self.w_ih, self.w_hh, self.w_proj))
+        w_ih, w_hh = (registry.dequantized(w, self.weight_precision) for w in (self.w_ih, self.w_hh))
+        w_proj = registry.dequantized(self.w_proj, projection_precision(self.weight_precision))
         return self._replace(w_ih=w_ih, w_hh=w_hh, w_proj=w_proj, weight_precision="fp32")
 
 
@@ -59,6 +62,7 @@ def _ref(x: torch.Tensor, lengths: torch.Tensor, layer: LstmpLayer, h0: torch.Te
     return lstmp_ref(
         x, lengths, *layer[:4], h0, c0,
         cell_clip=layer.cell_clip, proj_clip=layer.proj_clip, residual=layer.residual, product=product_fn(products),
+        projection_product=product_fn(products_precision(projection_precision(layer.weight_precision))),
     )
 
 
@@ -131,14 +135,13 @@ def lstmp_cpp(x, lengths, layer: LstmpLayer, h0, c0) -> LstmpOutput:
     for the original model; the encoder adds ~70 MB), half that in ``weight_precision="bf16"``
     and a quarter in ``"int8"`` (see :mod:`elmo_fast.reference.quantize`).
 
-    With bf16 or int8 weights the products run in that precision (:mod:`elmo_fast.reference.lowp`;
-    ``ELMO_FAST_PRODUCTS=fp32`` keeps them in float32 on the reduced weights).
+    With bf16 or int8 weights the products run in that precision, the projection's in bf16 for int8
+    (:mod:`elmo_fast.reference.lowp`; ``ELMO_FAST_PRODUCTS=fp32`` keeps them in float32 on the
+    reduced weights).
     """
-    precision = layer.weight_precision
-    products = products_precision(precision)
-    (ih, ih_s), (hh, hh_s), (pr, pr_s) = (
-        cpp.packed_lowp(w, precision, products, gates=gates) for w, gates in ((layer.w_ih, True), (layer.w_hh, True), (layer.w_proj, False))
-    )
+    precision, proj_precision = layer.weight_precision, projection_precision(layer.weight_precision)
+    (ih, ih_s), (hh, hh_s) = (cpp.packed_lowp(w, precision, products_precision(precision), gates=True) for w in (layer.w_ih, layer.w_hh))
+    pr, pr_s = cpp.packed_lowp(layer.w_proj, proj_precision, products_precision(proj_precision))
     out, h_n, c_n = torch.ops.elmo_fast.lstmp(
         x, lengths, *layer[:4], h0, c0, layer.cell_clip, layer.proj_clip, layer.residual, ih, hh, pr, ih_s, hh_s, pr_s
     )

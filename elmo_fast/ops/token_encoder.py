@@ -2,7 +2,8 @@
 
 Semantics: :func:`elmo_fast.reference.token_encoder_ref`. Every backend registers
 ``fn(char_ids, weights, activation, weight_precision)``. ``weight_precision`` (see
-:mod:`elmo_fast.reference.quantize`) is the storage the highway and projection weights stand for;
+:mod:`elmo_fast.reference.quantize`) is the storage the highway weights stand for, and the
+projection weight in :func:`~elmo_fast.reference.lowp.projection_precision` of it (bf16 for int8);
 the reference and ``cpp`` multiply them in that precision (:mod:`elmo_fast.reference.lowp`;
 ``ELMO_FAST_PRODUCTS=fp32`` keeps float32 products), the registry hands the other backends the
 float32 weights it stands for. The character embeddings and convolutions stay float32.
@@ -17,7 +18,7 @@ import torch
 from elmo_fast import _backends
 from elmo_fast.ops import cpp, registry
 from elmo_fast.ops.registry import FLOAT32_ONLY, WEIGHT_CACHE
-from elmo_fast.reference.lowp import product_fn, products_precision
+from elmo_fast.reference.lowp import product_fn, products_precision, projection_precision
 from elmo_fast.reference.quantize import check_weight_precision
 from elmo_fast.reference.token_encoder import token_encoder_ref
 
@@ -39,7 +40,8 @@ def weight_tensors(weights) -> list[torch.Tensor]:
 
 
 def dequantized_weights(weights, precision: str):
-    """``weights`` with the float32 highway and projection weights that ``precision`` storage stands for."""
+    """``weights`` with the float32 highway and projection weights that ``precision`` storage stands
+    for (the projection's: :func:`~elmo_fast.reference.lowp.projection_precision`)."""
     if precision == "fp32":
         return weights
     highway = [
@@ -48,7 +50,7 @@ def dequantized_weights(weights, precision: str):
         )
         for layer in weights.highway
     ]
-    return dataclasses.replace(weights, highway=highway, proj_weight=registry.dequantized(weights.proj_weight, precision))
+    return dataclasses.replace(weights, highway=highway, proj_weight=registry.dequantized(weights.proj_weight, projection_precision(precision)))
 
 
 def _ref(char_ids: torch.Tensor, weights, activation: str, weight_precision: str) -> torch.Tensor:
@@ -58,7 +60,8 @@ def _ref(char_ids: torch.Tensor, weights, activation: str, weight_precision: str
     products = products_precision(weight_precision)
     if products == "fp32":
         weights = dequantized_weights(weights, weight_precision)
-    return token_encoder_ref(char_ids, weights, activation, product=product_fn(products))
+    projection = product_fn(products_precision(projection_precision(weight_precision)))
+    return token_encoder_ref(char_ids, weights, activation, product=product_fn(products), projection_product=projection)
 
 
 def _dequantize(char_ids, weights, activation, weight_precision) -> tuple:
@@ -79,9 +82,10 @@ def token_encoder(
 ) -> torch.Tensor:
     """Embed int64 ``(..., 50)`` character ids as ``(..., P)`` with a :class:`~elmo_fast.weights.CharCNNWeights`.
 
-    ``backend`` must already be resolved. ``weight_precision``: the storage of the highway and
-    projection weights (``"fp32"``, ``"bf16"``, ``"int8"``); ``cpp`` and ``ref`` multiply in it,
-    the GPU backends compute with the rounded weights in float32.
+    ``backend`` must already be resolved. ``weight_precision``: the storage of the highway weights
+    (``"fp32"``, ``"bf16"``, ``"int8"``; the projection's: bf16 for int8,
+    :func:`~elmo_fast.reference.lowp.projection_precision`); ``cpp`` and ``ref`` multiply in it, the
+    GPU backends compute with the rounded weights in float32.
     """
     return registry.call("token_encoder", backend, char_ids, weights, activation, check_weight_precision(weight_precision))
 
@@ -164,7 +168,8 @@ def _encode_cpp(char_ids: torch.Tensor, weights, activation: str, precision: str
     for layer in weights.highway:
         (wt, wt_scale), (wc, wc_scale) = (cpp.packed_lowp(w, precision, products) for w in (layer.w_transform, layer.w_carry))
         x = torch.ops.elmo_fast.highway(x, layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry, wt, wc, wt_scale, wc_scale)
-    proj, proj_scale = cpp.packed_lowp(weights.proj_weight, precision, products)
+    proj_precision = projection_precision(precision)
+    proj, proj_scale = cpp.packed_lowp(weights.proj_weight, proj_precision, products_precision(proj_precision))
     return torch.ops.elmo_fast.dense(x, weights.proj_weight, weights.proj_bias, proj, proj_scale)
 
 

@@ -12,10 +12,12 @@ With ``weight_precision="bf16"`` or ``"int8"`` the ``cpp`` backend multiplies in
   ``float(q_a @ q_w) * (s_a * s_w)``.
 
 The products are the biLSTM's three (input, recurrent, projection) and the token encoder's highway
-and projection ones (in a model, bf16 for both reduced precisions: :func:`encoder_precision`); the cell state, gates, clipping, the residual, the highway gate and the
-character convolutions stay float32. :func:`product` is what :func:`~elmo_fast.reference.lstmp_ref`
-and :func:`~elmo_fast.reference.token_encoder_ref` take as ``product=``; sums are formed in float64
-here, so the kernels match it to float32 rounding.
+and projection ones. In an int8 model the two projections (the biLSTM's cell -> projection and the
+encoder's highway -> projection) are stored and multiplied in bf16 (:func:`projection_precision`).
+The cell state, gates, clipping, the residual, the highway gate and the character convolutions stay
+float32. :func:`product` is what :func:`~elmo_fast.reference.lstmp_ref` and
+:func:`~elmo_fast.reference.token_encoder_ref` take as ``product=`` (and ``projection_product=``);
+sums are formed in float64 here, so the kernels match it to float32 rounding.
 """
 from __future__ import annotations
 
@@ -27,32 +29,45 @@ import torch
 from .quantize import INT8_MAX, check_weight_precision, dequantize, int8_columns
 
 PRODUCTS_ENV = "ELMO_FAST_PRODUCTS"
+PRODUCT_MODES = ("native", "fp32", "uniform")
+
+
+def products_mode() -> str:
+    """``ELMO_FAST_PRODUCTS``: ``"native"`` (default; products in the weights' precision),
+    ``"fp32"`` (float32 products on the reduced weights, the behaviour before reduced products) or
+    ``"uniform"`` (as native, but an int8 model keeps its projections in int8 too, the arithmetic
+    before 2026-12-04: faster, less accurate; see :func:`projection_precision`)."""
+    mode = os.environ.get(PRODUCTS_ENV, "native")
+    if mode not in PRODUCT_MODES:
+        raise ValueError(f"{PRODUCTS_ENV} must be one of {', '.join(PRODUCT_MODES)}, not {mode!r}")
+    return mode
 
 
 def products_precision(weight_precision: str) -> str:
     """The precision the products of ``weight_precision`` weights run in: the weights' own, or
-    ``"fp32"`` (the reduced weights dequantized, the behaviour before reduced products) when the
-    environment sets ``ELMO_FAST_PRODUCTS=fp32``.
+    ``"fp32"`` (the reduced weights dequantized) when the environment sets ``ELMO_FAST_PRODUCTS=fp32``.
     """
     check_weight_precision(weight_precision)
-    mode = os.environ.get(PRODUCTS_ENV, "native")
-    if mode not in ("native", "fp32"):
-        raise ValueError(f"{PRODUCTS_ENV} must be 'native' (products in the weight precision) or 'fp32', not {mode!r}")
-    return "fp32" if mode == "fp32" else weight_precision
+    return "fp32" if products_mode() == "fp32" else weight_precision
 
 
-def encoder_precision(weight_precision: str) -> str:
-    """The storage of the token encoder's highway and projection weights in a model run with
-    ``weight_precision``: the same, except ``"bf16"`` for ``"int8"``.
+def projection_precision(weight_precision: str) -> str:
+    """The storage of the projection weights (the biLSTM's ``w_proj``, the token encoder's
+    ``proj_weight``) of a ``weight_precision`` model: the same, except ``"bf16"`` for ``"int8"``
+    (unless ``ELMO_FAST_PRODUCTS=uniform``). Their products then run in
+    ``products_precision(projection_precision(weight_precision))``.
 
-    The int8 products of the encoder cost accuracy out of proportion to their share of the work:
-    on the bundled model (32 sentences, ``state="zero"``, worst biLM layer against fp32) an int8
-    encoder takes the int8 model's error from 1.10e-2 to 1.38e-2 (the project's bound is 1.5e-2),
-    a bf16 one leaves it at 1.10e-2, and with the token cache (on by default) the encoder's share of
-    the run time is small. ``benchmarks/encoder_precision.py`` measures both. The int8 encoder stays
-    available as ``token_encoder(..., weight_precision="int8")``.
+    A projection maps a wide row (4,096 cell outputs; 2,048 highway outputs) to a narrow one that
+    every later layer reads, and per-row int8 quantisation of those wide rows costs more accuracy than
+    any other product: on the bundled model the int8 model's worst-layer error against fp32 is
+    1.38e-2 with int8 projections and 7.1e-3 with bf16 ones (original config, random weights:
+    1.33e-2 and 4.7e-3), for 1.05x the time at batch 32 and 1.11x for one sentence
+    (``benchmarks/int8_projections.py`` measures both; the projections are 6% of the encoder's and
+    11% of the biLSTM's multiply-adds).
     """
-    return "bf16" if check_weight_precision(weight_precision) == "int8" else weight_precision
+    if check_weight_precision(weight_precision) == "int8" and products_mode() != "uniform":
+        return "bf16"
+    return weight_precision
 
 
 def quantize_rows(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

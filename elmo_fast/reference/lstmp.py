@@ -110,19 +110,22 @@ def lstmp_ref(
     proj_clip: float | None = None,
     residual: bool = False,
     product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    projection_product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run one LSTM-with-projection layer in D directions over a padded batch.
 
     Returns ``(out, h_n, c_n)``: ``out`` ``(D, B, T, P)`` (plus ``x`` at real positions when
     ``residual``), and the state after each row's last processed position, ``(D, B, P)`` and
     ``(D, B, C)``. The clipped cell is what is carried; the residual is not part of the state.
-    ``product(a, w)``: the three matrix products (default ``torch.matmul``); see
-    :func:`elmo_fast.reference.lowp.product` for reduced-precision ones.
+    ``product(a, w)``: the input and recurrent matrix products (default ``torch.matmul``), and the
+    projection's unless ``projection_product`` is given; see :func:`elmo_fast.reference.lowp.product`
+    for reduced-precision ones.
     """
-    if product is None and torch.compiler.is_compiling():
+    if product is None and projection_product is None and torch.compiler.is_compiling():
         layer = _ScanLayer(w_ih, w_hh, bias, w_proj, cell_clip, proj_clip, residual)
         return lstmp_scan(x, lengths, layer, h0, c0)
     mm = torch.matmul if product is None else product
+    mm_proj = mm if projection_product is None else projection_product
     num_dirs, batch, width, _ = x.shape
     proj = w_proj.shape[2]
     xs, lengths, h, c, order = _start(x, lengths, w_proj, h0, c0, residual)
@@ -134,7 +137,7 @@ def lstmp_ref(
             # Input GEMM for a block of positions at once: [D, B, TIME_CHUNK, 4C]
             gates_x = mm(xs[:, :, s : s + TIME_CHUNK], w_ih.unsqueeze(1)) + bias[:, None, None, :]
         # [D, B, 4C]
-        h_new, c_new = _cell(gates_x[:, :, s % TIME_CHUNK] + mm(h, w_hh), c, w_proj, cell_clip, proj_clip, mm)
+        h_new, c_new = _cell(gates_x[:, :, s % TIME_CHUNK] + mm(h, w_hh), c, w_proj, cell_clip, proj_clip, mm_proj)
         active = (s < lengths).view(1, batch, 1)
         h = torch.where(active, h_new, h)
         c = torch.where(active, c_new, c)

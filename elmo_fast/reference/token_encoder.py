@@ -68,12 +68,15 @@ def highway_ref(
 CHUNK_ELEMENTS: int = 1 << 25
 
 
-def token_encoder_ref(char_ids: torch.Tensor, weights, activation: str = "relu", product: Product | None = None) -> torch.Tensor:
+def token_encoder_ref(
+    char_ids: torch.Tensor, weights, activation: str = "relu", product: Product | None = None, projection_product: Product | None = None
+) -> torch.Tensor:
     """Char-CNN, highway layers and projection: int64 ``(..., 50)`` ids -> ``(..., P)`` embeddings.
 
     ``weights`` is a :class:`elmo_fast.weights.CharCNNWeights` (or anything with its attributes).
-    ``product``: how the highway and projection products are computed (None: ``torch.matmul``; the
-    convolutions always run in the weights' dtype).
+    ``product``: how the highway products are computed, and the projection's unless
+    ``projection_product`` is given (None: ``torch.matmul``; the convolutions always run in the
+    weights' dtype).
     Tokens are processed in chunks so working memory stays bounded however many there are; under a
     tracer (``torch.compile``, ``torch.export``) in one piece, since a loop over chunks would fix the
     number of tokens in the graph.
@@ -81,19 +84,19 @@ def token_encoder_ref(char_ids: torch.Tensor, weights, activation: str = "relu",
     lead = char_ids.shape[:-1]
     flat = char_ids.reshape(-1, char_ids.shape[-1])
     if torch.compiler.is_compiling():
-        return _encode(flat, weights, activation, product).reshape(*lead, weights.proj_bias.shape[0])
+        return _encode(flat, weights, activation, product, projection_product).reshape(*lead, weights.proj_bias.shape[0])
     per_row = sum(w.shape[0] for w in weights.conv_weights) * char_ids.shape[-1]
     rows = max(1, CHUNK_ELEMENTS // per_row)
     pieces = []
     for start in range(0, flat.shape[0], rows):
-        pieces.append(_encode(flat[start : start + rows], weights, activation, product))
+        pieces.append(_encode(flat[start : start + rows], weights, activation, product, projection_product))
     x = torch.cat(pieces) if pieces else weights.proj_bias.new_zeros(0, weights.proj_bias.shape[0])
     return x.reshape(*lead, x.shape[-1])
 
 
-def _encode(char_ids: torch.Tensor, weights, activation: str, product: Product | None) -> torch.Tensor:
+def _encode(char_ids: torch.Tensor, weights, activation: str, product: Product | None, projection_product: Product | None) -> torch.Tensor:
     # [N, 50] -> [N, P]
     x = char_cnn_ref(char_ids, weights.char_embed, weights.conv_weights, weights.conv_biases, activation)
     for layer in weights.highway:
         x = highway_ref(x, layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry, product)
-    return (product or torch.matmul)(x, weights.proj_weight) + weights.proj_bias
+    return (projection_product or product or torch.matmul)(x, weights.proj_weight) + weights.proj_bias

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from elmo_fast.embedder import ElmoEmbedder
+from elmo_fast.reference.lowp import projection_precision
 from elmo_fast.serve.batcher import BatcherStopped, DynamicBatcher, QueueFull, check_state
 from elmo_fast.serve.metrics import ServeMetrics
 
@@ -179,7 +180,7 @@ def create_app(embedder: ElmoEmbedder, config: ServeConfig | None = None, model_
         "model": model_name,
         "state": state,
         "weight_precision": embedder.elmo_bilm.weight_precision,
-        "encoder_precision": embedder.elmo_bilm.encoder_precision,
+        "projection_precision": projection_precision(embedder.elmo_bilm.weight_precision),
         "layers": embedder.num_layers,
         "dim": embedder.elmo_bilm.get_output_dim(),
         "limits": asdict(config),
