@@ -133,7 +133,7 @@ def lstmp_cpp(x, lengths, layer: LstmpLayer, h0, c0) -> LstmpOutput:
 
     The packed copies take as much memory as ``w_ih``, ``w_hh`` and ``w_proj`` themselves (300 MB
     for the original model; the encoder adds ~70 MB), half that in ``weight_precision="bf16"``
-    and a quarter in ``"int8"`` (see :mod:`elmo_fast.reference.quantize`).
+    and about 0.28 in ``"int8"``, whose projection stays bf16 (see :mod:`elmo_fast.reference.quantize`).
 
     With bf16 or int8 weights the products run in that precision, the projection's in bf16 for int8
     (:mod:`elmo_fast.reference.lowp`; ``ELMO_FAST_PRODUCTS=fp32`` keeps them in float32 on the
