@@ -103,6 +103,20 @@ def resolve(requested: str | None, device: torch.device | str) -> str:
     return requested
 
 
+def _products_line() -> str:
+    """What ``weight_precision="bf16"`` / ``"int8"`` multiply in under the current ``ELMO_FAST_PRODUCTS``."""
+    from elmo_fast.reference.lowp import PRODUCTS_ENV, products_mode, projection_precision
+
+    try:
+        mode = products_mode()
+    except ValueError as exc:
+        return f"invalid: {exc}"
+    if mode == "fp32":
+        return f"fp32 on the reduced weights ({PRODUCTS_ENV}=fp32)"
+    setting = f"{PRODUCTS_ENV}={mode}" if PRODUCTS_ENV in os.environ else f"{PRODUCTS_ENV} unset: native"
+    return f"in the weights' precision; int8 models' projections in {projection_precision('int8')} ({setting})"
+
+
 def env_report() -> str:
     """A human-readable report: versions, threads, and which backends loaded (and why not)."""
     import platform
@@ -137,6 +151,7 @@ def env_report() -> str:
     if probe("cpp")[0]:
         lines.append("cpp kernels:")
         lines.extend(f"  {line}" for line in torch.ops.elmo_fast.cpu_kernels())
+    lines.append(f"reduced-precision products: {_products_line()}")
     from elmo_fast.ops.char_ids import probe_numba
 
     ok, why = probe_numba()

@@ -252,6 +252,19 @@ def test_env_names_the_kernels():
             assert (flag in FLAGS) == (f"{precision} products: {flag}" in line), line
 
 
+def test_env_names_the_products_mode(monkeypatch):
+    """`elmo-fast env` says what reduced-precision weights multiply in under ELMO_FAST_PRODUCTS."""
+    monkeypatch.delenv(PRODUCTS_ENV, raising=False)
+    line = next(x for x in env_report().splitlines() if x.startswith("reduced-precision products:"))
+    assert "int8 models' projections in bf16" in line and "unset: native" in line
+    monkeypatch.setenv(PRODUCTS_ENV, "uniform")
+    assert "int8 models' projections in int8 (ELMO_FAST_PRODUCTS=uniform)" in env_report()
+    monkeypatch.setenv(PRODUCTS_ENV, "fp32")
+    assert "reduced-precision products: fp32 on the reduced weights" in env_report()
+    monkeypatch.setenv(PRODUCTS_ENV, "bogus")
+    assert "reduced-precision products: invalid: ELMO_FAST_PRODUCTS must be one of" in env_report()
+
+
 @pytest.mark.parametrize("precision,bound", [("bf16", 1e-2), ("int8", 1.5e-2)])
 def test_error_vs_fp32_on_fixture(precision, bound):
     """Relative Frobenius error of every biLM layer against fp32, the whole model (cpp backend).
