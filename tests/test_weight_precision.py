@@ -221,5 +221,9 @@ def test_model_fingerprint_names_the_precisions(monkeypatch):
     assert len(set(prints.values())) == 3
     assert model_fingerprint(ElmoEmbedder(FIXTURE_OPTIONS, FIXTURE_WEIGHTS, state="zero", weight_precision="int8")) == prints["int8"]
     monkeypatch.setenv("ELMO_FAST_PRODUCTS", "uniform")
-    assert model_fingerprint(made["int8"]) != prints["int8"]
+    uniform = model_fingerprint(made["int8"])
+    assert uniform != prints["int8"]
     assert [model_fingerprint(made[p]) for p in ("fp32", "bf16")] == [prints["fp32"], prints["bf16"]]
+    monkeypatch.setenv("ELMO_FAST_PRODUCTS", "fp32")  # float32 products: other vectors again
+    fp32_products = [model_fingerprint(made[p]) for p in ("fp32", "bf16", "int8")]
+    assert fp32_products[0] == prints["fp32"] and len({*fp32_products[1:], prints["bf16"], prints["int8"], uniform}) == 5

@@ -14,7 +14,7 @@ import torch
 
 from elmo_fast.batching import resolve_bucketing
 from elmo_fast.jobs.lines import ENCODING_ERRORS, files_digest
-from elmo_fast.reference.lowp import projection_precision
+from elmo_fast.reference.lowp import products_precision, projection_precision
 
 OUTPUT_FORMATS = ("all", "top", "average")
 
@@ -50,17 +50,19 @@ class JobSpec:
 
 
 def model_fingerprint(embedder: Embedder) -> str:
-    """SHA-256 over an :class:`~elmo_fast.ElmoEmbedder`'s model options, weight precision (and the
-    projections' where it differs: int8 models before 2026-12-04 had int8 projections, as
-    ``ELMO_FAST_PRODUCTS=uniform`` still gives, so a job started with one is not resumed with the
-    other) and parameters."""
+    """SHA-256 over an :class:`~elmo_fast.ElmoEmbedder`'s model options, weight precision (with the
+    projections' and the products' where they differ from it: int8 models before 2026-12-04 had int8
+    projections, as ``ELMO_FAST_PRODUCTS=uniform`` still gives, and ``ELMO_FAST_PRODUCTS=fp32``
+    multiplies in float32; a job started one way is not resumed another) and parameters."""
     bilm = embedder.elmo_bilm
     digest = hashlib.sha256(json.dumps(bilm.options.to_json_dict(), sort_keys=True).encode())
-    if bilm.weight_precision != "fp32":
-        digest.update(bilm.weight_precision.encode())
-    projections = projection_precision(bilm.weight_precision)
-    if projections != bilm.weight_precision:
-        digest.update(f"projections {projections}".encode())
+    precision = bilm.weight_precision
+    if precision != "fp32":
+        digest.update(precision.encode())
+    if projection_precision(precision) != precision:
+        digest.update(f"projections {projection_precision(precision)}".encode())
+    if products_precision(precision) != precision:
+        digest.update(f"products {products_precision(precision)}".encode())
     for name, tensor in sorted(bilm.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())

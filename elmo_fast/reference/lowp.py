@@ -34,7 +34,8 @@ PRODUCT_MODES = ("native", "fp32", "uniform")
 
 def products_mode() -> str:
     """``ELMO_FAST_PRODUCTS``: ``"native"`` (default; products in the weights' precision),
-    ``"fp32"`` (float32 products on the reduced weights, the behaviour before reduced products) or
+    ``"fp32"`` (float32 products on the reduced weights, the behaviour before reduced products except
+    that an int8 model's projections are now stored in bf16) or
     ``"uniform"`` (as native, but an int8 model keeps its projections in int8 too, the arithmetic
     before 2026-12-04: faster, less accurate; see :func:`projection_precision`)."""
     mode = os.environ.get(PRODUCTS_ENV, "native")
