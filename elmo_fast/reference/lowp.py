@@ -63,8 +63,8 @@ def projection_precision(weight_precision: str) -> str:
     any other product: on the bundled model the int8 model's worst-layer error against fp32 is
     1.38e-2 with int8 projections and 7.1e-3 with bf16 ones (original config, random weights:
     1.33e-2 and 4.7e-3), for 1.05x the time at batch 32 and 1.11x for one sentence
-    (``benchmarks/int8_projections.py`` measures both; the projections are 6% of the encoder's and
-    11% of the biLSTM's multiply-adds).
+    (``benchmarks/int8_projections.py`` measures both; at the original size the projections hold 6% of
+    the encoder's highway and projection weights and 11% of the biLSTM's).
     """
     if check_weight_precision(weight_precision) == "int8" and products_mode() != "uniform":
         return "bf16"
