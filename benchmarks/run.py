@@ -96,14 +96,22 @@ def _git_commit() -> dict[str, object]:
         return {"commit": None, "dirty": None}
 
 
-def _cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
+
+
+def _cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 # The instruction sets the cpp kernels choose between (a "model name" such as "AMD EPYC" alone does
@@ -113,14 +121,8 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "a
 
 def _cpu_id() -> dict[str, object]:
     """Vendor family / model / stepping and the kernel-relevant ISA flags from /proc/cpuinfo ({} elsewhere)."""
-    try:
-        fields = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if not line.strip():
-                break
-            key, _, value = line.partition(":")
-            fields[key.strip()] = value.strip()
-    except OSError:
+    fields = _cpuinfo()
+    if not fields:
         return {}
     flags = set(fields.get("flags", "").split())
     return {"family": fields.get("cpu family"), "model": fields.get("model"), "stepping": fields.get("stepping"),

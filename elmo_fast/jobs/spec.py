@@ -59,10 +59,9 @@ def model_fingerprint(embedder: Embedder) -> str:
     precision = bilm.weight_precision
     if precision != "fp32":
         digest.update(precision.encode())
-    if projection_precision(precision) != precision:
-        digest.update(f"projections {projection_precision(precision)}".encode())
-    if products_precision(precision) != precision:
-        digest.update(f"products {products_precision(precision)}".encode())
+    for what, value in (("projections", projection_precision(precision)), ("products", products_precision(precision))):
+        if value != precision:
+            digest.update(f"{what} {value}".encode())
     for name, tensor in sorted(bilm.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())

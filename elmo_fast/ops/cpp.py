@@ -69,8 +69,13 @@ def pack_lowp(weight: torch.Tensor, precision: str, products: str, gates: bool =
     return interleave_k(pack(unsigned.view(torch.int8)).view(torch.uint8), 4), _pad_columns(scale)
 
 
-def packed_lowp(weight: torch.Tensor, precision: str, products: str, gates: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """:func:`pack_lowp` of ``weight``, made once per weight contents (:data:`WEIGHT_CACHE`)."""
+def packed_lowp(weight: torch.Tensor, precision: str, gates: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`pack_lowp` of ``weight`` for the products ``precision`` runs in now
+    (:func:`~elmo_fast.reference.lowp.products_precision`), made once per weight contents and
+    products (:data:`WEIGHT_CACHE`)."""
+    from elmo_fast.reference.lowp import products_precision
+
+    products = products_precision(precision)
     kind = ("cpp.pack_lowp", precision, products, gates)
     return WEIGHT_CACHE.get(weight, kind, lambda w: pack_lowp(w, precision, products, gates))
 

@@ -16,7 +16,7 @@ import torch
 from elmo_fast.ops import cpp, registry
 from elmo_fast.ops.registry import FLOAT32_ONLY
 from elmo_fast.reference.lstmp import lstmp_ref
-from elmo_fast.reference.lowp import product_fn, products_precision, projection_precision
+from elmo_fast.reference.lowp import product_fns, products_precision, projection_precision
 from elmo_fast.reference.quantize import check_weight_precision
 
 LstmpOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -56,13 +56,11 @@ def _ref(x: torch.Tensor, lengths: torch.Tensor, layer: LstmpLayer, h0: torch.Te
     or, with ``ELMO_FAST_PRODUCTS=fp32``, as their float32 values; so the reference (the ``ref``
     backend and every fallback to it) is the twin of the ``cpp`` kernels in each mode.
     """
-    products = products_precision(layer.weight_precision)
-    if products == "fp32":
+    products = product_fns(layer.weight_precision)
+    if products_precision(layer.weight_precision) == "fp32":
         layer = layer.dequantized()
     return lstmp_ref(
-        x, lengths, *layer[:4], h0, c0,
-        cell_clip=layer.cell_clip, proj_clip=layer.proj_clip, residual=layer.residual, product=product_fn(products),
-        projection_product=product_fn(products_precision(projection_precision(layer.weight_precision))),
+        x, lengths, *layer[:4], h0, c0, cell_clip=layer.cell_clip, proj_clip=layer.proj_clip, residual=layer.residual, **products
     )
 
 
@@ -139,9 +137,8 @@ def lstmp_cpp(x, lengths, layer: LstmpLayer, h0, c0) -> LstmpOutput:
     (:mod:`elmo_fast.reference.lowp`; ``ELMO_FAST_PRODUCTS=fp32`` keeps them in float32 on the
     reduced weights).
     """
-    precision, proj_precision = layer.weight_precision, projection_precision(layer.weight_precision)
-    (ih, ih_s), (hh, hh_s) = (cpp.packed_lowp(w, precision, products_precision(precision), gates=True) for w in (layer.w_ih, layer.w_hh))
-    pr, pr_s = cpp.packed_lowp(layer.w_proj, proj_precision, products_precision(proj_precision))
+    (ih, ih_s), (hh, hh_s) = (cpp.packed_lowp(w, layer.weight_precision, gates=True) for w in (layer.w_ih, layer.w_hh))
+    pr, pr_s = cpp.packed_lowp(layer.w_proj, projection_precision(layer.weight_precision))
     out, h_n, c_n = torch.ops.elmo_fast.lstmp(
         x, lengths, *layer[:4], h0, c0, layer.cell_clip, layer.proj_clip, layer.residual, ih, hh, pr, ih_s, hh_s, pr_s
     )

@@ -18,7 +18,7 @@ import torch
 from elmo_fast import _backends
 from elmo_fast.ops import cpp, registry
 from elmo_fast.ops.registry import FLOAT32_ONLY, WEIGHT_CACHE
-from elmo_fast.reference.lowp import product_fn, products_precision, projection_precision
+from elmo_fast.reference.lowp import product_fns, products_precision, projection_precision
 from elmo_fast.reference.quantize import check_weight_precision
 from elmo_fast.reference.token_encoder import token_encoder_ref
 
@@ -57,11 +57,9 @@ def _ref(char_ids: torch.Tensor, weights, activation: str, weight_precision: str
     """:func:`token_encoder_ref` with the highway and projection products the ``cpp`` backend runs
     (reduced-precision weights multiply in their own precision, or with ``ELMO_FAST_PRODUCTS=fp32``
     as their float32 values), so the reference is the twin of the ``cpp`` kernels in each mode."""
-    products = products_precision(weight_precision)
-    if products == "fp32":
+    if products_precision(weight_precision) == "fp32":
         weights = dequantized_weights(weights, weight_precision)
-    projection = product_fn(products_precision(projection_precision(weight_precision)))
-    return token_encoder_ref(char_ids, weights, activation, product=product_fn(products), projection_product=projection)
+    return token_encoder_ref(char_ids, weights, activation, **product_fns(weight_precision))
 
 
 def _dequantize(char_ids, weights, activation, weight_precision) -> tuple:
@@ -140,13 +138,13 @@ def token_encoder_cpp(char_ids: torch.Tensor, weights, activation: str = "relu",
     """
     lead = char_ids.shape[:-1]
     flat = char_ids.reshape(-1, char_ids.shape[-1])
-    precision = (weight_precision, products_precision(weight_precision))
     if torch.compiler.is_compiling():
         # every row (same numbers): the number of distinct tokens is data-dependent
-        return _encode_cpp(flat, weights, activation, *precision).reshape(*lead, weights.proj_bias.shape[0])
+        return _encode_cpp(flat, weights, activation, weight_precision).reshape(*lead, weights.proj_bias.shape[0])
     unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
     pieces = [
-        _encode_cpp(unique[start : start + CPP_CHUNK_ROWS], weights, activation, *precision) for start in range(0, len(unique), CPP_CHUNK_ROWS)
+        _encode_cpp(unique[start : start + CPP_CHUNK_ROWS], weights, activation, weight_precision)
+        for start in range(0, len(unique), CPP_CHUNK_ROWS)
     ]
     x = torch.cat(pieces) if pieces else weights.proj_bias.new_zeros(0, weights.proj_bias.shape[0])
     return x[inverse].reshape(*lead, x.shape[-1])
@@ -162,14 +160,13 @@ def char_cnn_filters(*conv_weights: torch.Tensor) -> torch.Tensor:
     return cpp.pack_matrix(torch.cat(columns, dim=1).contiguous())
 
 
-def _encode_cpp(char_ids: torch.Tensor, weights, activation: str, precision: str, products: str) -> torch.Tensor:
+def _encode_cpp(char_ids: torch.Tensor, weights, activation: str, precision: str) -> torch.Tensor:
     filters = WEIGHT_CACHE.get(weights.conv_weights, ("cpp.char_cnn_filters",), char_cnn_filters)
     x = torch.ops.elmo_fast.char_cnn(char_ids, weights.char_embed, weights.conv_weights, weights.conv_biases, activation, filters)
     for layer in weights.highway:
-        (wt, wt_scale), (wc, wc_scale) = (cpp.packed_lowp(w, precision, products) for w in (layer.w_transform, layer.w_carry))
+        (wt, wt_scale), (wc, wc_scale) = (cpp.packed_lowp(w, precision) for w in (layer.w_transform, layer.w_carry))
         x = torch.ops.elmo_fast.highway(x, layer.w_transform, layer.b_transform, layer.w_carry, layer.b_carry, wt, wc, wt_scale, wc_scale)
-    proj_precision = projection_precision(precision)
-    proj, proj_scale = cpp.packed_lowp(weights.proj_weight, proj_precision, products_precision(proj_precision))
+    proj, proj_scale = cpp.packed_lowp(weights.proj_weight, projection_precision(precision))
     return torch.ops.elmo_fast.dense(x, weights.proj_weight, weights.proj_bias, proj, proj_scale)
 
 

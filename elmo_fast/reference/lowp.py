@@ -99,3 +99,14 @@ def product_fn(precision: str) -> Callable[[torch.Tensor, torch.Tensor], torch.T
     if check_weight_precision(precision) == "fp32":
         return None
     return lambda a, w: product(a, w, precision)
+
+
+def product_fns(weight_precision: str) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None]:
+    """``product=`` and ``projection_product=`` of :func:`~elmo_fast.reference.lstmp_ref` and
+    :func:`~elmo_fast.reference.token_encoder_ref` for a ``weight_precision`` model: its products as
+    the ``cpp`` backend runs them now (:func:`products_precision`, :func:`projection_precision`)."""
+    return {
+        "product": product_fn(products_precision(weight_precision)),
+        "projection_product": product_fn(products_precision(projection_precision(weight_precision))),
+    }
+
